@@ -1,0 +1,7 @@
+"""Subcommands of the ``fg-depth`` CLI: one module each, exposing ``register(subparsers)``.
+
+Handlers import torch and friends lazily so that ``fg-depth --help`` stays fast.
+"""
+
+#: Module names (under fg_depth_core.commands) in the order ``--help`` lists them.
+COMMAND_MODULES = ("teacher", "loss_curve")

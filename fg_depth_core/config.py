@@ -1,0 +1,353 @@
+"""The one typed configuration tree of fg-depth.
+
+Every default of the method lives here (and is documented in METHOD.md); nothing else in the package holds
+a tunable number. A config is loaded from YAML, validated at load time with errors that name the file and the
+key, can be overridden with ``key.sub=value`` strings, and is dumped back to plain dicts for checkpoints and
+exported models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import yaml
+
+from fg_depth_core.errors import FgDepthError
+
+
+class ConfigError(FgDepthError, ValueError):
+    """A configuration value or file is invalid; the message names where and what."""
+
+
+ENCODERS = ("resnet18", "resnet34", "resnet50")
+TEACHER_METHODS = ("sgbm", "raft_small", "raft_large")
+PHOTOMETRIC_MASKS = ("none", "auto", "flow_prior")
+DR_PENALTIES = ("log_l1", "l1", "inv_l1", "berhu")
+
+
+@dataclass
+class ModelConfig:
+    """DepthNet: ResNet encoder + multi-scale decoder predicting metric depth."""
+
+    encoder: str = "resnet18"
+    #: "none" (random init, works offline), "imagenet" (torchvision cache only) or a path to a state dict.
+    encoder_weights: str = "none"
+    #: Depth range (metres) that the sigmoid disparity is mapped into.
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    #: Number of output scales (full, 1/2, 1/4, 1/8 resolution).
+    num_scales: int = 4
+
+    def validate(self, where: str) -> None:
+        _choice(where, "encoder", self.encoder, ENCODERS)
+        if not self.encoder_weights:
+            raise ConfigError(f"{where}.encoder_weights: expected 'none', 'imagenet' or a file path, got ''")
+        _positive(where, "min_depth", self.min_depth)
+        if self.max_depth <= self.min_depth:
+            raise ConfigError(
+                f"{where}.max_depth: expected > min_depth ({self.min_depth}), got {self.max_depth}"
+            )
+        if not 1 <= self.num_scales <= 4:
+            raise ConfigError(f"{where}.num_scales: expected 1..4, got {self.num_scales}")
+
+
+@dataclass
+class SgbmConfig:
+    """OpenCV StereoSGBM parameters (pixels at the teacher's working resolution)."""
+
+    num_disparities: int = 192
+    block_size: int = 5
+    #: P1 = p1_factor * channels * block_size^2, P2 likewise (OpenCV's documented recipe).
+    p1_factor: int = 8
+    p2_factor: int = 32
+    uniqueness_ratio: int = 10
+    speckle_window_size: int = 100
+    speckle_range: int = 2
+    disp12_max_diff: int = 1
+    pre_filter_cap: int = 63
+    #: "sgbm" (5 paths), "hh" (8 paths), "sgbm_3way" or "hh4".
+    mode: str = "sgbm_3way"
+
+    def validate(self, where: str) -> None:
+        if self.num_disparities <= 0 or self.num_disparities % 16:
+            raise ConfigError(
+                f"{where}.num_disparities: expected a positive multiple of 16, got {self.num_disparities}"
+            )
+        if self.block_size < 1 or self.block_size % 2 == 0:
+            raise ConfigError(f"{where}.block_size: expected an odd number >= 1, got {self.block_size}")
+        _choice(where, "mode", self.mode, ("sgbm", "hh", "sgbm_3way", "hh4"))
+
+
+@dataclass
+class RaftConfig:
+    """torchvision RAFT teacher."""
+
+    #: Recurrent refinement iterations (torchvision's default is 12).
+    num_flow_updates: int = 12
+    #: Inputs are padded (replicate) to a multiple of this many pixels.
+    pad_multiple: int = 8
+    #: Forward-backward consistency threshold in pixels; pixels above it are invalid. <= 0 disables the check.
+    fb_threshold: float = 1.0
+    #: Flow |v| (pixels) allowed for a rectified pair: larger vertical flow marks the pixel invalid.
+    max_vertical_flow: float = 1.0
+
+    def validate(self, where: str) -> None:
+        if self.num_flow_updates < 1:
+            raise ConfigError(f"{where}.num_flow_updates: expected >= 1, got {self.num_flow_updates}")
+        if self.pad_multiple < 1:
+            raise ConfigError(f"{where}.pad_multiple: expected >= 1, got {self.pad_multiple}")
+
+
+@dataclass
+class TeacherConfig:
+    """The pretrained correspondence teacher that guides training."""
+
+    method: str = "sgbm"
+    #: For RAFT: a state-dict file, "cache" (torchvision's hub cache, never downloads) or "none" (random).
+    weights: str = "cache"
+    #: Directory of the on-disk teacher cache; "" disables caching.
+    cache_dir: str = ""
+    sgbm: SgbmConfig = field(default_factory=SgbmConfig)
+    raft: RaftConfig = field(default_factory=RaftConfig)
+
+    def validate(self, where: str) -> None:
+        _choice(where, "method", self.method, TEACHER_METHODS)
+        self.sgbm.validate(f"{where}.sgbm")
+        self.raft.validate(f"{where}.raft")
+
+
+#: The paper's ablation table: photometric mask, L_dr on/off, L_fp on/off.
+LOSS_PRESETS: Dict[str, Dict[str, Any]] = {
+    "baseline": {"photometric_mask": "auto", "use_dr": False, "use_fp": False},
+    "mask": {"photometric_mask": "flow_prior", "use_dr": False, "use_fp": False},
+    "dr": {"photometric_mask": "flow_prior", "use_dr": True, "use_fp": False},
+    "fp": {"photometric_mask": "flow_prior", "use_dr": False, "use_fp": True},
+    "fgdepth": {"photometric_mask": "flow_prior", "use_dr": True, "use_fp": True},
+}
+
+
+@dataclass
+class LossConfig:
+    """Loss terms and weights (METHOD.md, 'Losses').
+
+    ``preset`` names a row of the ablation table; in YAML it is expanded first and explicit keys then
+    override it, so ``{preset: fgdepth, lambda_fp: 0.5}`` works as expected.
+    """
+
+    preset: str = "fgdepth"
+    #: Weight of SSIM in pe = alpha * (1 - SSIM) / 2 + (1 - alpha) * L1.
+    ssim_alpha: float = 0.85
+    photometric_mask: str = "flow_prior"
+    #: delta of M_fp: teacher pseudo depth (metres) at or above which a pixel is dropped.
+    prior_mask_max_depth: float = 80.0
+    use_dr: bool = True
+    use_fp: bool = True
+    lambda_dr: float = 1.0
+    lambda_fp: float = 1.0
+    #: rho of L_dr: log(1+|x|) on depth, L1 on depth, L1 on inverse depth, or berHu on depth.
+    dr_penalty: str = "log_l1"
+    #: berHu switches from L1 to L2 at c = berhu_fraction * max|x| over the masked batch.
+    berhu_fraction: float = 0.2
+    #: Edge-aware smoothness weight at scale 0; scale s uses smoothness_weight / 2^s.
+    smoothness_weight: float = 1e-3
+
+    def validate(self, where: str) -> None:
+        _choice(where, "preset", self.preset, tuple(LOSS_PRESETS) + ("custom",))
+        _choice(where, "photometric_mask", self.photometric_mask, PHOTOMETRIC_MASKS)
+        _choice(where, "dr_penalty", self.dr_penalty, DR_PENALTIES)
+        if not 0.0 <= self.ssim_alpha <= 1.0:
+            raise ConfigError(f"{where}.ssim_alpha: expected a value in [0, 1], got {self.ssim_alpha}")
+        _positive(where, "prior_mask_max_depth", self.prior_mask_max_depth)
+        for key in ("lambda_dr", "lambda_fp", "smoothness_weight"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{where}.{key}: expected >= 0, got {getattr(self, key)}")
+        if not 0.0 < self.berhu_fraction <= 1.0:
+            raise ConfigError(f"{where}.berhu_fraction: expected a value in (0, 1], got {self.berhu_fraction}")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "LossConfig":
+        """The loss config of ablation preset ``name`` with optional field overrides."""
+        if name not in LOSS_PRESETS:
+            raise ConfigError(f"loss.preset: expected one of {sorted(LOSS_PRESETS)}, got {name!r}")
+        return cls(preset=name, **{**LOSS_PRESETS[name], **overrides})
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation (METHOD.md, 'Data augmentation')."""
+
+    #: Probability of vertical splicing (data grafting) per sample.
+    graft_prob: float = 0.5
+    #: Split ratios r: rows below r*H come from another sample of the batch.
+    graft_ratios: List[float] = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8])
+    #: Roll the grafted image vertically by r*H.
+    graft_roll: bool = True
+    #: Probability of a horizontal flip that mirrors both views and swaps their roles.
+    flip_prob: float = 0.5
+    #: Probability of colour jitter (same parameters for both views).
+    jitter_prob: float = 0.8
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.1
+
+    def validate(self, where: str) -> None:
+        for key in ("graft_prob", "flip_prob", "jitter_prob"):
+            value = getattr(self, key)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{where}.{key}: expected a probability in [0, 1], got {value}")
+        if not self.graft_ratios or any(not 0.0 < r < 1.0 for r in self.graft_ratios):
+            raise ConfigError(f"{where}.graft_ratios: expected a non-empty list in (0, 1), got {self.graft_ratios}")
+        for key in ("brightness", "contrast", "saturation"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{where}.{key}: expected >= 0, got {getattr(self, key)}")
+        if not 0.0 <= self.hue <= 0.5:
+            raise ConfigError(f"{where}.hue: expected a value in [0, 0.5], got {self.hue}")
+
+
+@dataclass
+class Config:
+    """Root of the configuration tree: drives training, export and the ROS node."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self, where: str = "config") -> "Config":
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate(f"{where}.{f.name}")
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def config_from_dict(data: Optional[Dict[str, Any]], source: str = "config") -> Config:
+    """Build and validate a :class:`Config` from nested dicts (as read from YAML).
+
+    Args:
+        data: nested mapping; missing keys take their defaults, unknown keys are an error.
+        source: what to call the input in error messages (a file name, say).
+    """
+    data = dict(data or {})
+    loss = data.get("loss")
+    if isinstance(loss, dict) and "preset" in loss and loss["preset"] != "custom":
+        preset = loss["preset"]
+        if preset not in LOSS_PRESETS:
+            raise ConfigError(f"{source}: loss.preset: expected one of {sorted(LOSS_PRESETS)}, got {preset!r}")
+        data["loss"] = {**LOSS_PRESETS[preset], **loss}
+    try:
+        cfg = _build(Config, data, "")
+        cfg.validate("")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {str(exc).lstrip('.')}") from None
+    return cfg
+
+
+def load_config(path: Union[str, os.PathLike, None] = None, overrides: Optional[List[str]] = None) -> Config:
+    """Load a YAML config file (or the defaults when ``path`` is None) and apply ``key.sub=value`` overrides."""
+    source = str(path) if path is not None else "defaults"
+    data: Dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
+    for item in overrides or []:
+        apply_override(data, item)
+    return config_from_dict(data, source)
+
+
+def apply_override(data: Dict[str, Any], item: str) -> None:
+    """Apply one ``a.b.c=value`` override (value parsed as YAML) to nested dict ``data`` in place."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key.path=value")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {item!r}: empty key component")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {item!r}: {part} is not a section")
+        node = nxt
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def dump_config(cfg: Config, path: Union[str, os.PathLike]) -> None:
+    """Write ``cfg`` as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'top level'}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key; expected one of {sorted(names)}")
+    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin in (Union, getattr(types, "UnionType", Union)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if origin in (list, List, tuple, Tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        item_type = args[0] if args else Any
+        return [_coerce(item_type, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _choice(where: str, key: str, value: Any, choices: Tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where}.{key}: expected one of {list(choices)}, got {value!r}")
+
+
+def _positive(where: str, key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{where}.{key}: expected > 0, got {value}")

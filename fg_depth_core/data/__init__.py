@@ -1,0 +1,1 @@
+"""Datasets and the built-in procedural stereo world."""
