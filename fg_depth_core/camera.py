@@ -7,7 +7,7 @@ optical frame). Resizing maps a centre x to (x + 0.5) * s - 0.5, so cx changes a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
 
@@ -32,7 +32,9 @@ class Intrinsics:
     def __post_init__(self) -> None:
         values = np.array([self.fx, self.fy, self.cx, self.cy], dtype=np.float64)
         if not np.all(np.isfinite(values)):
-            raise CameraError(f"intrinsics must be finite, got fx={self.fx} fy={self.fy} cx={self.cx} cy={self.cy}")
+            raise CameraError(
+                f"intrinsics must be finite, got fx={self.fx} fy={self.fy} cx={self.cx} cy={self.cy}"
+            )
         if self.fx <= 0 or self.fy <= 0:
             raise CameraError(f"focal lengths must be > 0 pixels, got fx={self.fx} fy={self.fy}")
         if self.width <= 0 or self.height <= 0:
@@ -82,7 +84,9 @@ class StereoRig:
             raise CameraError(f"baseline must be > 0 metres (right camera at +x), got {self.baseline}")
 
     @classmethod
-    def from_projections(cls, p_left: np.ndarray, p_right: np.ndarray, width: int, height: int) -> "StereoRig":
+    def from_projections(
+        cls, p_left: np.ndarray, p_right: np.ndarray, width: int, height: int
+    ) -> "StereoRig":
         """From the rectified 3x4 projection matrices (KITTI P_rect_0x, ROS CameraInfo.P).
 
         P = K [I | t] with P[0,3] = -fx * x_cam, so the camera's x offset is -P[0,3] / P[0,0].
@@ -109,8 +113,3 @@ def focal_scale(focal: float, train_focal: float) -> float:
 def intrinsics_batch(items: Sequence[Intrinsics]) -> np.ndarray:
     """Stack K matrices of a batch: (B,3,3) float32."""
     return np.stack([k.matrix() for k in items]).astype(np.float32)
-
-
-def size_of(image: np.ndarray) -> Tuple[int, int]:
-    """(width, height) of an (H,W[,C]) array."""
-    return int(image.shape[1]), int(image.shape[0])

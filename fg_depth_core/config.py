@@ -168,7 +168,9 @@ class LossConfig:
             if getattr(self, key) < 0:
                 raise ConfigError(f"{where}.{key}: expected >= 0, got {getattr(self, key)}")
         if not 0.0 < self.berhu_fraction <= 1.0:
-            raise ConfigError(f"{where}.berhu_fraction: expected a value in (0, 1], got {self.berhu_fraction}")
+            raise ConfigError(
+                f"{where}.berhu_fraction: expected a value in (0, 1], got {self.berhu_fraction}"
+            )
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "LossConfig":
@@ -203,7 +205,9 @@ class AugmentConfig:
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{where}.{key}: expected a probability in [0, 1], got {value}")
         if not self.graft_ratios or any(not 0.0 < r < 1.0 for r in self.graft_ratios):
-            raise ConfigError(f"{where}.graft_ratios: expected a non-empty list in (0, 1), got {self.graft_ratios}")
+            raise ConfigError(
+                f"{where}.graft_ratios: expected a non-empty list in (0, 1), got {self.graft_ratios}"
+            )
         for key in ("brightness", "contrast", "saturation"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{where}.{key}: expected >= 0, got {getattr(self, key)}")
@@ -244,7 +248,9 @@ def config_from_dict(data: Optional[Dict[str, Any]], source: str = "config") -> 
     if isinstance(loss, dict) and "preset" in loss and loss["preset"] != "custom":
         preset = loss["preset"]
         if preset not in LOSS_PRESETS:
-            raise ConfigError(f"{source}: loss.preset: expected one of {sorted(LOSS_PRESETS)}, got {preset!r}")
+            raise ConfigError(
+                f"{source}: loss.preset: expected one of {sorted(LOSS_PRESETS)}, got {preset!r}"
+            )
         data["loss"] = {**LOSS_PRESETS[preset], **loss}
     try:
         cfg = _build(Config, data, "")
@@ -255,7 +261,7 @@ def config_from_dict(data: Optional[Dict[str, Any]], source: str = "config") -> 
 
 
 def load_config(path: Union[str, os.PathLike, None] = None, overrides: Optional[List[str]] = None) -> Config:
-    """Load a YAML config file (or the defaults when ``path`` is None) and apply ``key.sub=value`` overrides."""
+    """Load a YAML config (the defaults when ``path`` is None), then apply ``key.sub=value`` overrides."""
     source = str(path) if path is not None else "defaults"
     data: Dict[str, Any] = {}
     if path is not None:

@@ -64,8 +64,15 @@ def sample(image: torch.Tensor, coords: torch.Tensor) -> Tuple[torch.Tensor, tor
     gy = 2.0 * y / max(h - 1, 1) - 1.0
     grid = torch.stack((gx, gy), dim=-1)
     out = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-    return out, inside.unsqueeze(1)
+    return out, in_view(coords, h, w)
+
+
+def in_view(coords: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """True (B,1,H',W') where pixel coordinates ``coords`` (B,2,H',W') fall inside a ``height`` x ``width``
+    image (between the centres of its outermost pixels, inclusive)."""
+    x = coords[:, 0]
+    y = coords[:, 1]
+    return ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)).unsqueeze(1)
 
 
 def flow_from_disparity(disparity: torch.Tensor) -> torch.Tensor:
@@ -131,6 +138,7 @@ def resize_to(t: torch.Tensor, height: int, width: int, mode: str = "bilinear") 
     """Resize (B,C,H,W) to (B,C,height,width); bilinear without corner alignment (matches the K rule)."""
     if t.shape[-2:] == (height, width):
         return t
-    if mode == "nearest":
-        return F.interpolate(t, size=(height, width), mode="nearest")
+    if mode in ("nearest", "area"):
+        # align_corners is only accepted by the interpolating modes.
+        return F.interpolate(t, size=(height, width), mode=mode)
     return F.interpolate(t, size=(height, width), mode=mode, align_corners=False)

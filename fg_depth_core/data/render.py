@@ -80,9 +80,7 @@ def _texture(seed: int, s: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.clip(out / 1.75, -1.0, 1.0)
 
 
-def _cast(
-    patches: Sequence[Patch], k: Intrinsics, camera_x: float
-) -> Tuple[np.ndarray, np.ndarray]:
+def _cast(patches: Sequence[Patch], k: Intrinsics, camera_x: float) -> Tuple[np.ndarray, np.ndarray]:
     """Depth (H,W) and linear RGB (H,W,3) seen by a camera at (camera_x, 0, 0) looking down +z."""
     v, u = np.mgrid[0 : k.height, 0 : k.width].astype(np.float64)
     ray = np.stack(((u - k.cx) / k.fx, (v - k.cy) / k.fy, np.ones_like(u)), axis=-1)  # z = 1 rays

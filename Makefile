@@ -1,0 +1,48 @@
+# fg-depth developer tasks (GNU make). `make help` lists them.
+# The venv is built from the system python3 and pinned by constraints.txt; fg_depth_ros is installed into it
+# in editable mode (`pip install -e . --no-deps`), which puts `fg-depth` on .venv/bin and keeps the source
+# tree importable; colcon builds (test/test_colcon_build.py, ROS workspaces) are independent of it.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.fg-depth-setup.stamp
+# Folders whose Python must parse and run on 3.10 (the oldest supported version); missing ones are skipped.
+LINT_PATHS := $(wildcard fg_depth_core fg_depth_ros test bench launch) setup.py
+PYTEST_ARGS ?=
+
+.PHONY: help setup lint test demo clean distclean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## build .venv (python3 -m venv + pinned pip install); does nothing when up to date
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.py setup.cfg
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else \
+		"fg-depth needs Python 3.10-3.12 for the venv, $(PYTHON) is %d.%d (set PYTHON=python3.X)" % v)'
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -r requirements-dev.txt -c constraints.txt
+	$(VPY) -m pip install --no-deps --no-build-isolation -e .
+	touch $@
+
+lint: setup  ## ruff (style, imports, 3.10 syntax) and vermin (3.10 library compatibility)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/vermin -t=3.10- --no-tips --violations --eval-annotations $(LINT_PATHS)
+
+test: setup lint  ## lint, then the whole pytest suite (per-test timeout from pytest.ini)
+	$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+demo: setup  ## a small end-to-end run of the method on built-in data, written to outputs/demo
+	$(VPY) -m fg_depth_core.demo --out outputs/demo
+
+clean:  ## remove build products and caches (keeps .venv and outputs/)
+	rm -rf build install log .pytest_cache .ruff_cache *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean  ## clean, and remove .venv too
+	rm -rf $(VENV)

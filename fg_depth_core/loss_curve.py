@@ -1,0 +1,197 @@
+"""The paper's Fig. 3 as a diagnostic: each loss as a function of a constant depth hypothesis at a pixel.
+
+For a pixel p and hypotheses z_1..z_N, the target window around p is given constant depth z_i and every loss
+term is evaluated there with the same functions training uses (fg_depth_core.losses). A loss whose minimum
+sits far from the true depth is one that can mislead training at that pixel: typically the photometric loss
+in textureless regions or under an exposure change, while the flow-based losses stay anchored to the teacher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from fg_depth_core import geometry
+from fg_depth_core.config import LossConfig
+from fg_depth_core.errors import FgDepthError
+from fg_depth_core.losses import dr_penalty, pe, prior_flow_mask, pseudo_depth
+
+#: The curves reported per pixel, in plotting order.
+CURVE_NAMES = ("photometric", "dr", "fp", "fd")
+
+
+class LossCurveError(FgDepthError):
+    """A pixel, window or depth range that the loss curve cannot be computed for."""
+
+
+@dataclass
+class PixelCurve:
+    """The losses at pixel (u, v) for each depth hypothesis (metres); NaN where a term is undefined
+    (no valid teacher pixel in the window)."""
+
+    u: int
+    v: int
+    depths: np.ndarray
+    losses: Dict[str, np.ndarray]
+    gt_depth: Optional[float] = None
+    argmin: Dict[str, Optional[float]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = {
+            "u": self.u,
+            "v": self.v,
+            "depths": [float(z) for z in self.depths],
+            "losses": {k: [_json_float(x) for x in v] for k, v in self.losses.items()},
+            "argmin": self.argmin,
+        }
+        if self.gt_depth is not None:
+            out["gt_depth"] = self.gt_depth
+        return out
+
+
+def _json_float(x: float) -> Optional[float]:
+    return float(x) if np.isfinite(x) else None
+
+
+def depth_hypotheses(depth_min: float, depth_max: float, steps: int) -> np.ndarray:
+    """``steps`` depths (metres) evenly spaced in [depth_min, depth_max]."""
+    if not 0 < depth_min < depth_max:
+        raise LossCurveError(f"--depth-min/--depth-max: expected 0 < min < max, got {depth_min}, {depth_max}")
+    if steps < 2:
+        raise LossCurveError(f"--steps: expected >= 2, got {steps}")
+    return np.linspace(depth_min, depth_max, steps)
+
+
+def check_pixels(pixels: Sequence[Tuple[int, int]], width: int, height: int, window: int) -> int:
+    """Check the window size and that every window fits in the image; returns the margin (pixels) needed
+    around each pixel: the window's half size plus the one-pixel reach of SSIM."""
+    if window < 1 or window % 2 == 0:
+        raise LossCurveError(f"--window: expected an odd size >= 1, got {window}")
+    margin = window // 2 + 1
+    for u, v in pixels:
+        if not (margin <= u < width - margin and margin <= v < height - margin):
+            raise LossCurveError(
+                f"--pixel {u},{v}: expected a pixel at least {margin} px inside the {width}x{height} image"
+            )
+    return margin
+
+
+def loss_curves(
+    target: torch.Tensor,
+    source: torch.Tensor,
+    focal: float,
+    baseline: float,
+    teacher_flow: torch.Tensor,
+    teacher_valid: torch.Tensor,
+    pixels: Sequence[Tuple[int, int]],
+    depths: np.ndarray,
+    cfg: LossConfig,
+    window: int = 5,
+    gt_depths: Optional[Sequence[Optional[float]]] = None,
+) -> List[PixelCurve]:
+    """Sweep constant depth hypotheses over a ``window`` x ``window`` patch around each pixel.
+
+    Args:
+        target, source: (1,3,H,W) images in [0, 1] (left target, right source).
+        focal: pixels; baseline: metres.
+        teacher_flow: (1,2,H,W) target->source flow; teacher_valid: (1,1,H,W) bool.
+        pixels: (u, v) pixel coordinates (column, row).
+        depths: (N,) hypotheses in metres.
+        cfg: the loss configuration (alpha, delta, rho, lambdas).
+        window: odd window size in pixels; each loss is averaged over it.
+        gt_depths: optional true depth per pixel (metres), reported alongside.
+    """
+    _, _, h, w = target.shape
+    margin = check_pixels(pixels, w, h, window)
+    half = window // 2
+    pseudo, _ = pseudo_depth(teacher_flow, focal, baseline)
+    fp_mask = prior_flow_mask(teacher_flow, teacher_valid, focal, baseline, cfg.prior_mask_max_depth)
+    flow_recon, _ = geometry.flow_warp(source, teacher_flow)
+    z = torch.as_tensor(depths, dtype=target.dtype).reshape(-1, 1, 1, 1)
+    curves = []
+    for i, (u, v) in enumerate(pixels):
+        rows = slice(v - margin, v + margin + 1)
+        cols = slice(u - margin, u + margin + 1)
+        n = z.shape[0]
+        crop_t = target[:, :, rows, cols].expand(n, -1, -1, -1)
+        size = 2 * margin + 1
+        coords = geometry.pixel_grid(size, size, target)
+        coords = coords + torch.tensor([u - margin, v - margin], dtype=target.dtype).reshape(1, 2, 1, 1)
+        disparity = geometry.disparity_from_depth(z.expand(n, 1, size, size), focal, baseline)
+        depth_recon, _ = geometry.sample(
+            source.expand(n, -1, -1, -1), coords + geometry.flow_from_disparity(disparity)
+        )
+        inner = (
+            slice(None),
+            slice(None),
+            slice(margin - half, margin + half + 1),
+            slice(margin - half, margin + half + 1),
+        )
+        photometric = pe(crop_t, depth_recon, cfg.ssim_alpha)[inner].mean(dim=(1, 2, 3))
+        crop_mask = fp_mask[:, :, rows, cols].expand(n, -1, -1, -1)
+        mask = crop_mask[inner]
+        count = mask.sum(dim=(1, 2, 3)).to(target.dtype)
+        nan = torch.full_like(photometric, float("nan"))
+        dr_map = dr_penalty(
+            z.expand(n, 1, size, size),
+            pseudo[:, :, rows, cols].expand(n, -1, -1, -1),
+            cfg.dr_penalty,
+            cfg.berhu_fraction,
+            mask=crop_mask,
+        )[inner]
+        fp_map = pe(depth_recon, flow_recon[:, :, rows, cols].expand(n, -1, -1, -1), cfg.ssim_alpha)[inner]
+        dr = torch.where(count > 0, (dr_map * mask).sum(dim=(1, 2, 3)) / count.clamp(min=1), nan)
+        fp = torch.where(count > 0, (fp_map * mask).sum(dim=(1, 2, 3)) / count.clamp(min=1), nan)
+        fd = cfg.lambda_dr * dr + cfg.lambda_fp * fp
+        losses = {
+            name: t.detach().cpu().double().numpy() for name, t in zip(CURVE_NAMES, (photometric, dr, fp, fd))
+        }
+        gt = None if gt_depths is None else gt_depths[i]
+        curves.append(
+            PixelCurve(
+                u=int(u),
+                v=int(v),
+                depths=np.asarray(depths, dtype=np.float64),
+                losses=losses,
+                gt_depth=None if gt is None else float(gt),
+                argmin={name: _argmin(depths, values) for name, values in losses.items()},
+            )
+        )
+    return curves
+
+
+def _argmin(depths: np.ndarray, values: np.ndarray) -> Optional[float]:
+    if not np.isfinite(values).any():
+        return None
+    return float(depths[int(np.nanargmin(values))])
+
+
+def plot_curves(curves: Sequence[PixelCurve], path: str) -> None:
+    """Write a PNG with one panel per pixel; each curve is min-max normalised so shapes compare."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.6), squeeze=False)
+    for ax, curve in zip(axes[0], curves):
+        for name in CURVE_NAMES:
+            values = curve.losses[name]
+            if not np.isfinite(values).any():
+                continue
+            lo, hi = np.nanmin(values), np.nanmax(values)
+            norm = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+            (line,) = ax.plot(curve.depths, norm, label=f"{name} (min {curve.argmin[name]:.2f} m)")
+            ax.axvline(curve.argmin[name], color=line.get_color(), linestyle=":", linewidth=1)
+        if curve.gt_depth is not None:
+            ax.axvline(curve.gt_depth, color="k", linewidth=1.5, label=f"GT {curve.gt_depth:.2f} m")
+        ax.set_title(f"pixel ({curve.u}, {curve.v})")
+        ax.set_xlabel("depth hypothesis [m]")
+        ax.set_ylabel("normalised loss")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

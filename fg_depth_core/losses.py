@@ -1,0 +1,255 @@
+"""FG-Depth's training losses (METHOD.md, 'Losses'): pe/SSIM, the masks M_p and M_fp, L_ph, L_dr, L_fp,
+edge-aware smoothness and the multi-scale total.
+
+Pure tensor functions. Shapes: images (B,3,H,W) in [0, 1]; depth, disparity and masks (B,1,H,W) (masks are
+bool); flow (B,2,H,W) target->source in pixels (x, y); focal (B,) pixels; baseline (B,) metres. The target
+I_t is the left view, the source I_s the right view. Every weight and threshold comes from a LossConfig.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from fg_depth_core.config import LossConfig
+from fg_depth_core.errors import FgDepthError
+from fg_depth_core.geometry import (
+    Scalar,
+    depth_from_disparity,
+    depth_warp,
+    disparity_from_depth,
+    flow_warp,
+    in_view,
+    pixel_grid,
+    resize_to,
+)
+
+# SSIM's stabilising constants (Wang et al. 2004): C1 = (K1 L)^2, C2 = (K2 L)^2 with K1 = 0.01, K2 = 0.03
+# and dynamic range L = 1 for images in [0, 1]. Part of SSIM's definition, not a tunable.
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
+# Numerical guard of the smoothness term's mean normalisation (Monodepth2 uses the same value).
+_NORM_EPS = 1e-7
+
+
+class LossError(FgDepthError, ValueError):
+    """A loss was asked for something its inputs cannot give (a term needing a missing teacher, say)."""
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-pixel SSIM (B,C,H,W) of two images (B,C,H,W) over 3x3 windows (reflection padding, box
+    averaging), clamped to [-1, 1]."""
+    x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    y = F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mu_x = F.avg_pool2d(x, 3, 1)
+    mu_y = F.avg_pool2d(y, 3, 1)
+    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x * mu_x
+    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y * mu_y
+    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + SSIM_C1) * (2 * sigma_xy + SSIM_C2)
+    den = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
+    return (num / den).clamp(-1.0, 1.0)
+
+
+def pe(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Photometric error (B,1,H,W): alpha * (1 - SSIM(a, b)) / 2 + (1 - alpha) * |a - b|, mean over colour."""
+    err = alpha * (1.0 - ssim(a, b)) / 2.0 + (1.0 - alpha) * (a - b).abs()
+    return err.mean(dim=1, keepdim=True)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over the True pixels of ``mask`` (broadcastable to x): a scalar.
+
+    An empty mask gives 0, still connected to ``x`` so that backward works; values outside the mask (even
+    inf or NaN) contribute neither to the value nor to the gradient.
+    """
+    mask = mask.expand_as(x)
+    total = torch.where(mask, x, torch.zeros_like(x)).sum()
+    return total / mask.sum().clamp(min=1).to(x.dtype)
+
+
+# ----------------------------------------------------------------------------------------------- masks
+
+
+def auto_mask(pe_warped: torch.Tensor, pe_identity: torch.Tensor) -> torch.Tensor:
+    """M_p (B,1,H,W): True where warping beats not warping, pe(I_t, I_t^s) < pe(I_t, I_s) (Monodepth2)."""
+    return pe_warped < pe_identity
+
+
+def pseudo_depth(
+    teacher_flow: torch.Tensor, focal: Scalar, baseline: Scalar
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Teacher pseudo depth D̂ = f * B / d̂ with d̂ = -F_x (metres, (B,1,H,W)) and its validity (d̂ > 0, finite).
+
+    Invalid pixels hold depth 0.
+    """
+    return depth_from_disparity(-teacher_flow[:, :1], focal, baseline)
+
+
+def prior_flow_mask(
+    teacher_flow: torch.Tensor,
+    teacher_valid: torch.Tensor,
+    focal: Scalar,
+    baseline: Scalar,
+    max_depth: float,
+) -> torch.Tensor:
+    """M_fp (B,1,H,W): the teacher is valid, d̂ = -F_x > 0, D̂ = f * B / d̂ < ``max_depth`` (metres) and p + F(p)
+    falls inside the source image (same size as the flow)."""
+    depth, ok = pseudo_depth(teacher_flow, focal, baseline)
+    _, _, h, w = teacher_flow.shape
+    inside = in_view(pixel_grid(h, w, teacher_flow) + teacher_flow, h, w)
+    finite = torch.isfinite(teacher_flow).all(dim=1, keepdim=True)
+    return teacher_valid.bool() & ok & (depth < max_depth) & inside & finite
+
+
+# ----------------------------------------------------------------------------------------------- terms
+
+
+def dr_penalty(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    kind: str,
+    berhu_fraction: float,
+    mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Per-pixel depth-regression penalty rho(D - D̂) (B,1,H,W) of predicted depth ``pred`` against the
+    teacher's pseudo depth ``target`` (metres).
+
+    kind: "log_l1" log(1 + |D - D̂|); "l1" |D - D̂|; "inv_l1" |1/D - 1/D̂|; "berhu" |x| for |x| <= c else
+    (x^2 + c^2) / (2c) with x = D - D̂ and c = berhu_fraction * max|x| over ``mask`` (detached).
+    Pixels outside ``mask`` (default: all pixels count) get penalty 0, so invalid targets never leak in.
+    """
+    if mask is not None:
+        target = torch.where(mask, target, pred.detach())
+    if kind == "log_l1":
+        return torch.log1p((pred - target).abs())
+    if kind == "l1":
+        return (pred - target).abs()
+    if kind == "inv_l1":
+        return (1.0 / pred - 1.0 / target).abs()
+    if kind == "berhu":
+        x = (pred - target).abs()
+        # The threshold is a statistic of the batch, not something to optimise; the clamp keeps the unused
+        # quadratic branch finite when every residual is 0.
+        c = (berhu_fraction * x.detach().max()).clamp(min=torch.finfo(x.dtype).eps)
+        return torch.where(x <= c, x, (x * x + c * c) / (2.0 * c))
+    raise LossError(f"dr_penalty: expected kind in log_l1, l1, inv_l1, berhu, got {kind!r}")
+
+
+def smoothness(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Edge-aware smoothness (scalar) of disparity ``disp`` (B,1,H,W) guided by ``image`` (B,3,H,W):
+    mean |dx d*| exp(-|dx I|) + mean |dy d*| exp(-|dy I|), d* = d / mean(d) per image, image gradients
+    averaged over colour (Monodepth2)."""
+    norm = disp / (disp.mean(dim=(2, 3), keepdim=True) + _NORM_EPS)
+    dx_d = (norm[..., :, :-1] - norm[..., :, 1:]).abs()
+    dy_d = (norm[..., :-1, :] - norm[..., 1:, :]).abs()
+    dx_i = (image[..., :, :-1] - image[..., :, 1:]).abs().mean(dim=1, keepdim=True)
+    dy_i = (image[..., :-1, :] - image[..., 1:, :]).abs().mean(dim=1, keepdim=True)
+    return (dx_d * torch.exp(-dx_i)).mean() + (dy_d * torch.exp(-dy_i)).mean()
+
+
+def photometric_mask(
+    kind: str,
+    pe_warped: torch.Tensor,
+    pe_identity: Optional[torch.Tensor],
+    warp_inside: torch.Tensor,
+    prior_mask: Optional[torch.Tensor],
+) -> torch.Tensor:
+    """The mask M of L_ph by config name: "auto" -> M_p, "flow_prior" -> M_fp, "none" -> the depth warp's
+    in-view pixels. All (B,1,H,W) bool."""
+    if kind == "auto":
+        if pe_identity is None:
+            raise LossError("photometric_mask 'auto' needs pe(I_t, I_s)")
+        return auto_mask(pe_warped, pe_identity)
+    if kind == "flow_prior":
+        if prior_mask is None:
+            raise LossError("photometric_mask 'flow_prior' needs the teacher flow")
+        return prior_mask
+    if kind == "none":
+        return warp_inside
+    raise LossError(f"photometric_mask: expected auto, flow_prior or none, got {kind!r}")
+
+
+def total_loss(
+    depths: Sequence[torch.Tensor],
+    target: torch.Tensor,
+    source: torch.Tensor,
+    teacher_flow: Optional[torch.Tensor],
+    teacher_valid: Optional[torch.Tensor],
+    focal: Scalar,
+    baseline: Scalar,
+    cfg: LossConfig,
+) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """L = mean over scales of L_ph(M) + lambda_dr L_dr + lambda_fp L_fp + smoothness_weight / 2^s L_s.
+
+    Args:
+        depths: DepthNet depths (metres), scale s is (B,1,H/2^s,W/2^s); each is upsampled (bilinear) to
+            (H,W) for the photometric and flow-distillation terms; smoothness uses its own resolution.
+        target, source: I_t (left) and I_s (right), (B,3,H,W) in [0, 1]; the losses see un-jittered views.
+        teacher_flow, teacher_valid: teacher target->source flow (B,2,H,W) and validity (B,1,H,W); may be
+            None only when the config uses neither M_fp, L_dr nor L_fp (the "baseline" preset).
+        focal, baseline: (B,) pixels at (H,W) and metres.
+        cfg: which terms are on and their weights.
+
+    Returns:
+        (loss, logs): the scalar loss and detached logs: "loss", "photometric", "smoothness", and when on
+        "dr", "fp", "fd" (scalars averaged over scales); masks at scale 0: "mask_photometric" and, with a
+        teacher, "mask_prior" (B,1,H,W) bool.
+    """
+    if not depths:
+        raise LossError("total_loss: expected at least one depth scale, got none")
+    needs_teacher = cfg.photometric_mask == "flow_prior" or cfg.use_dr or cfg.use_fp
+    if needs_teacher and (teacher_flow is None or teacher_valid is None):
+        raise LossError(
+            f"loss.preset {cfg.preset!r} (photometric_mask={cfg.photometric_mask!r}, use_dr={cfg.use_dr}, "
+            f"use_fp={cfg.use_fp}) needs the teacher flow and validity, got none"
+        )
+    _, _, h, w = target.shape
+    alpha = cfg.ssim_alpha
+
+    prior = target_depth = flow_recon = None
+    with torch.no_grad():
+        if teacher_flow is not None and teacher_valid is not None:
+            prior = prior_flow_mask(teacher_flow, teacher_valid, focal, baseline, cfg.prior_mask_max_depth)
+            target_depth, _ = pseudo_depth(teacher_flow, focal, baseline)
+            if cfg.use_fp:
+                flow_recon, _ = flow_warp(source, teacher_flow)
+        pe_identity = pe(target, source, alpha) if cfg.photometric_mask == "auto" else None
+
+    sums: Dict[str, torch.Tensor] = {}
+    masks: Dict[str, torch.Tensor] = {}
+    total = target.new_zeros(())
+    for scale, depth_s in enumerate(depths):
+        depth = resize_to(depth_s, h, w)
+        recon, inside = depth_warp(source, depth, focal, baseline)
+        pe_warped = pe(target, recon, alpha)
+        mask = photometric_mask(cfg.photometric_mask, pe_warped.detach(), pe_identity, inside, prior)
+        terms = {"photometric": masked_mean(pe_warped, mask)}
+        distill = []
+        if cfg.use_dr:
+            rho = dr_penalty(depth, target_depth, cfg.dr_penalty, cfg.berhu_fraction, prior)
+            terms["dr"] = masked_mean(rho, prior)
+            distill.append(cfg.lambda_dr * terms["dr"])
+        if cfg.use_fp:
+            terms["fp"] = masked_mean(pe(recon, flow_recon, alpha), prior)
+            distill.append(cfg.lambda_fp * terms["fp"])
+        if distill:
+            terms["fd"] = sum(distill)
+        image_s = resize_to(target, depth_s.shape[-2], depth_s.shape[-1], mode="area")
+        terms["smoothness"] = smoothness(disparity_from_depth(depth_s, focal, baseline), image_s)
+        smooth_weight = cfg.smoothness_weight / 2**scale
+        total = total + terms["photometric"] + terms.get("fd", 0.0) + smooth_weight * terms["smoothness"]
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + value.detach()
+        if scale == 0:
+            masks["mask_photometric"] = mask.detach()
+    n = len(depths)
+    loss = total / n
+    logs: Dict[str, torch.Tensor] = {"loss": loss.detach()}
+    logs.update({key: value / n for key, value in sums.items()})
+    if prior is not None:
+        masks["mask_prior"] = prior
+    logs.update(masks)
+    return loss, logs

@@ -1,0 +1,157 @@
+"""On-disk teacher cache: a teacher's output is a pure function of the pair and the teacher, so compute once.
+
+One ``.npz`` file per sample and direction, named by a SHA-256 of the images (bytes and shapes), the teacher's
+identity (method, weights identity, sub-config), the direction and the package version. Files are written to
+a temporary name in the same directory and renamed, so concurrent workers never read a half-written file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from fg_depth_core import __version__
+from fg_depth_core.teachers.base import Teacher, TeacherError, TeacherOutput, check_pair
+
+FLOW_DTYPES = ("float32", "float16")
+
+
+def cache_key(
+    target: torch.Tensor, source: torch.Tensor, identity: Dict[str, Any], target_is_left: bool
+) -> str:
+    """Hex SHA-256 key of one pair: images (3,H,W) hashed as float32 bytes with their shapes, the teacher's
+    identity, the direction and the package version."""
+    digest = hashlib.sha256()
+    header = {
+        "version": __version__,
+        "teacher": identity,
+        "target_is_left": bool(target_is_left),
+        "shapes": [list(target.shape), list(source.shape)],
+    }
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for image in (target, source):
+        digest.update(np.ascontiguousarray(image.detach().to("cpu", torch.float32).numpy()).tobytes())
+    return digest.hexdigest()
+
+
+class CachedTeacher(Teacher):
+    """Wraps any Teacher with a per-sample on-disk cache; ``hits``/``misses`` count samples.
+
+    ``flow_dtype`` ("float32" or "float16") is the storage precision of the flow; a miss returns the flow
+    rounded to that precision too, so a hit and a miss give identical arrays.
+    """
+
+    def __init__(
+        self, teacher: Teacher, cache_dir: Union[str, os.PathLike], flow_dtype: str = "float32"
+    ) -> None:
+        if flow_dtype not in FLOW_DTYPES:
+            raise TeacherError(
+                f"teacher cache flow_dtype: expected one of {list(FLOW_DTYPES)}, got {flow_dtype!r}"
+            )
+        if not str(cache_dir):
+            raise TeacherError("teacher cache directory is empty (teacher.cache_dir='' disables the cache)")
+        self.teacher = teacher
+        self.cache_dir = Path(cache_dir)
+        self.flow_dtype = flow_dtype
+        self.hits = 0
+        self.misses = 0
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TeacherError(f"{self.cache_dir}: cannot create the cache directory: {exc}") from None
+
+    def identity(self) -> Dict[str, Any]:
+        return self.teacher.identity()
+
+    def path_for(self, key: str) -> Path:
+        """The cache file of ``key`` (two-level fan-out keeps directories small)."""
+        return self.cache_dir / key[:2] / f"{key}.npz"
+
+    # ------------------------------------------------------------------------------------------- lookups
+
+    def _flow(self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool) -> TeacherOutput:
+        identity = self.identity()
+        keys = [cache_key(t, s, identity, target_is_left) for t, s in zip(target, source)]
+        found = [self._load(k, target.shape[-2:]) for k in keys]
+        missing = [i for i, entry in enumerate(found) if entry is None]
+        if missing:
+            idx = torch.tensor(missing, device=target.device)
+            computed = self.teacher.flow(target[idx], source[idx], target_is_left)
+            for j, i in enumerate(missing):
+                found[i] = self._store(keys[i], computed.flow[j], computed.valid[j])
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        return self._assemble(found, target.device, target_is_left)
+
+    def stereo(self, left: torch.Tensor, right: torch.Tensor) -> Tuple[TeacherOutput, TeacherOutput]:
+        check_pair(left, right)
+        identity = self.identity()
+        keys = [
+            (cache_key(lf, rt, identity, True), cache_key(rt, lf, identity, False))
+            for lf, rt in zip(left, right)
+        ]
+        found = [[self._load(k, left.shape[-2:]) for k in pair] for pair in keys]
+        missing = [i for i, pair in enumerate(found) if any(e is None for e in pair)]
+        absent = sum(e is None for pair in found for e in pair)
+        self.hits += 2 * len(keys) - absent
+        self.misses += absent
+        if missing:
+            idx = torch.tensor(missing, device=left.device)
+            # The inner teacher may get both directions from one run (RAFT's forward-backward check).
+            outputs = self.teacher.stereo(left[idx], right[idx])
+            for j, i in enumerate(missing):
+                for d, out in enumerate(outputs):
+                    if found[i][d] is None:
+                        found[i][d] = self._store(keys[i][d], out.flow[j], out.valid[j])
+        return (
+            self._assemble([f[0] for f in found], left.device, True),
+            self._assemble([f[1] for f in found], left.device, False),
+        )
+
+    # --------------------------------------------------------------------------------------------- files
+
+    def _load(self, key: str, size: Tuple[int, int]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        path = self.path_for(key)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as data:
+                flow, valid = data["flow"], data["valid"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            return None  # unreadable (e.g. a foreign or damaged file): recompute and overwrite
+        h, w = size
+        if flow.shape != (2, h, w) or valid.shape != (1, h, w) or valid.dtype != np.bool_:
+            return None
+        return flow, valid
+
+    def _store(self, key: str, flow: torch.Tensor, valid: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
+        flow_np = flow.detach().to("cpu", torch.float32).numpy().astype(self.flow_dtype)
+        valid_np = valid.detach().cpu().numpy().astype(bool)
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, flow=flow_np, valid=valid_np)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return flow_np, valid_np
+
+    @staticmethod
+    def _assemble(
+        entries: List[Optional[Tuple[np.ndarray, np.ndarray]]], device: torch.device, target_is_left: bool
+    ) -> TeacherOutput:
+        flow = torch.from_numpy(np.stack([e[0] for e in entries]).astype(np.float32)).to(device)
+        valid = torch.from_numpy(np.stack([e[1] for e in entries])).to(device)
+        return TeacherOutput(flow, valid, target_is_left)

@@ -1,0 +1,102 @@
+"""The typed config: defaults, presets, overrides and the errors users see."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from fg_depth_core.config import LOSS_PRESETS, Config, ConfigError, LossConfig, dump_config, load_config
+
+
+def test_defaults_match_method_md():
+    cfg = load_config(None)
+    assert cfg.loss.ssim_alpha == 0.85
+    assert cfg.loss.prior_mask_max_depth == 80.0
+    assert (cfg.loss.lambda_dr, cfg.loss.lambda_fp) == (1.0, 1.0)
+    assert cfg.loss.dr_penalty == "log_l1"
+    assert cfg.loss.smoothness_weight == 1e-3
+    assert cfg.augment.graft_ratios == [0.2, 0.4, 0.6, 0.8]
+    assert cfg.teacher.method == "sgbm"
+    assert cfg.model.num_scales == 4
+
+
+@pytest.mark.parametrize("preset", sorted(LOSS_PRESETS))
+def test_preset_expands_and_explicit_keys_override(tmp_path, preset):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"loss": {"preset": preset, "lambda_fp": 0.5}}))
+    cfg = load_config(path)
+    for key, value in LOSS_PRESETS[preset].items():
+        assert getattr(cfg.loss, key) == value
+    assert cfg.loss.lambda_fp == 0.5
+
+
+def test_baseline_preset_differs_from_full():
+    base, full = LossConfig.from_preset("baseline"), LossConfig.from_preset("fgdepth")
+    assert (base.photometric_mask, base.use_dr, base.use_fp) == ("auto", False, False)
+    assert (full.photometric_mask, full.use_dr, full.use_fp) == ("flow_prior", True, True)
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = load_config(None, ["model.encoder=resnet50", "loss.dr_penalty=berhu", "augment.flip_prob=0.25"])
+    path = tmp_path / "dump.yaml"
+    dump_config(cfg, path)
+    again = load_config(path)
+    assert dataclasses.asdict(again) == dataclasses.asdict(cfg)
+    assert again.model.encoder == "resnet50" and again.augment.flip_prob == 0.25
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("loss.lamda_dr=1", "loss.lamda_dr: unknown key"),
+        ("model.encoder=vgg", "model.encoder: expected one of"),
+        ("model.max_depth=0.05", "model.max_depth: expected > min_depth"),
+        (
+            "teacher.sgbm.num_disparities=100",
+            "teacher.sgbm.num_disparities: expected a positive multiple of 16",
+        ),
+        ("loss.use_dr=yes please", "loss.use_dr: expected true or false"),
+        ("augment.graft_ratios=[0.5, 1.5]", "augment.graft_ratios"),
+        ("model.num_scales=2.5", "model.num_scales: expected an integer"),
+        ("loss=3", "loss: expected a mapping"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, override, fragment):
+    path = tmp_path / "mine.yaml"
+    path.write_text("{}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, [override])
+    assert fragment in str(err.value)
+    assert "mine.yaml" in str(err.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping at the top level"):
+        load_config(top)
+
+
+def test_override_syntax_errors():
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_config(None, ["model.encoder"])
+    with pytest.raises(ConfigError, match="is not a section"):
+        load_config(None, ["model.encoder=resnet18", "model.encoder.x=1"])
+
+
+def test_config_is_a_single_tree():
+    names = [f.name for f in dataclasses.fields(Config)]
+    assert names == ["model", "teacher", "loss", "augment"]
+
+
+def test_shipped_default_yaml_equals_the_code_defaults():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "config" / "default.yaml"
+    assert dataclasses.asdict(load_config(path)) == dataclasses.asdict(Config())

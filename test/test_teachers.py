@@ -1,0 +1,376 @@
+"""Teachers: SGBM accuracy on rendered stereo, RAFT shapes/weights/validity, the disk cache, the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Dict, List
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fg_depth_core.camera import Intrinsics
+from fg_depth_core.cli import main
+from fg_depth_core.config import RaftConfig, SgbmConfig, TeacherConfig
+from fg_depth_core.data.render import Patch, fronto_parallel, render_stereo
+from fg_depth_core.teachers import (
+    CachedTeacher,
+    Teacher,
+    TeacherError,
+    build_teacher,
+    disparity_output,
+    stereo_flows,
+    teacher_disparity,
+)
+from fg_depth_core.teachers.raft import RaftTeacher, consistency_valid, hub_checkpoint_path, padded_size
+from fg_depth_core.teachers.sgm import SgbmTeacher
+
+FOCAL = 200.0
+BASELINE = 0.2
+FAR, NEAR = 5.0, 2.0  # metres: disparities 8 px and 20 px
+SGBM = SgbmConfig(num_disparities=32)  # small range so that most of a 320 px wide image is matchable
+TINY_RAFT = RaftConfig(num_flow_updates=2)
+
+
+def _render(far_seed: int = 1):
+    k = Intrinsics(fx=FOCAL, fy=FOCAL, cx=159.5, cy=95.5, width=320, height=192)
+    # A nearer textured box in front of a textured wall makes a depth edge and an occlusion band.
+    near = Patch(origin=(-0.5, -0.4, NEAR), axis_u=(1.0, 0.0, 0.0), axis_v=(0.0, 0.8, 0.0),
+                 texture_seed=3, texture_cell=0.05)
+    wall = fronto_parallel(FAR, texture_seed=far_seed, texture_cell=0.1)
+    return render_stereo([wall, near], k, BASELINE, right_gain=1.15, seed=0)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return _render()
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+
+
+def _agreement(estimate: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
+    valid = np.isfinite(estimate)
+    err = np.abs(estimate - truth)[valid]
+    return {
+        "valid": float(valid.mean()),
+        "within_1px": float((err <= 1.0).mean()),
+        "median": float(np.median(err)),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ SGBM
+
+
+def test_sgbm_left_disparity_matches_rendered_truth(frame):
+    lr, _ = stereo_flows(SgbmTeacher(SGBM), _tensor(frame.left), _tensor(frame.right))
+    assert lr.flow.shape == (1, 2, 192, 320) and lr.valid.shape == (1, 1, 192, 320)
+    assert lr.valid.dtype == torch.bool and lr.target_is_left
+    # Left target: the match lies to the left, so flow x = -disparity < 0 and there is no vertical flow.
+    assert torch.all(lr.flow[:, 0][lr.valid[:, 0]] < 0)
+    assert torch.all(lr.flow[:, 1] == 0)
+    disparity = teacher_disparity(lr)
+    stats = _agreement(disparity, frame.disparity_left)
+    assert stats["valid"] > 0.6
+    # SGBM fattens depth edges by a few pixels; everywhere else it is sub-pixel.
+    assert stats["within_1px"] > 0.97 and stats["median"] < 0.25
+    # Both depths are present: the near box (20 px) and the wall (8 px).
+    near = frame.depth_left < (NEAR + FAR) / 2
+    assert abs(np.nanmedian(disparity[near]) - FOCAL * BASELINE / NEAR) < 0.5
+    assert abs(np.nanmedian(disparity[~near]) - FOCAL * BASELINE / FAR) < 0.5
+
+
+def test_sgbm_right_to_left_has_opposite_sign_and_matches_right_truth(frame):
+    lr, rl = stereo_flows(SgbmTeacher(SGBM), _tensor(frame.left), _tensor(frame.right))
+    assert not rl.target_is_left
+    assert torch.all(rl.flow[:, 0][rl.valid[:, 0]] > 0)
+    truth_right = FOCAL * BASELINE / frame.depth_right
+    stats = _agreement(teacher_disparity(rl), truth_right)
+    assert stats["valid"] > 0.6 and stats["within_1px"] > 0.97 and stats["median"] < 0.25
+    # The right view cannot be matched at its right border (the left camera does not see there), where the
+    # left view's unmatched band is on the left.
+    assert not rl.valid[0, 0, :, -SGBM.num_disparities // 2:].any()
+    assert rl.valid[0, 0, :, : SGBM.num_disparities].float().mean() > 0.8
+    # flow() in the right->left direction gives what stereo_flows gave.
+    again = SgbmTeacher(SGBM).flow(_tensor(frame.right), _tensor(frame.left), target_is_left=False)
+    assert torch.equal(again.flow, rl.flow) and torch.equal(again.valid, rl.valid)
+
+
+def test_teacher_rejects_mismatched_inputs():
+    with pytest.raises(TeacherError, match="same shape"):
+        SgbmTeacher(SGBM).flow(torch.rand(1, 3, 20, 30), torch.rand(1, 3, 20, 31))
+    with pytest.raises(TeacherError, match=r"\(B,3,H,W\)"):
+        SgbmTeacher(SGBM).flow(torch.rand(3, 20, 30), torch.rand(3, 20, 30))
+
+
+# ------------------------------------------------------------------------------- disparity/flow signs
+
+
+def test_disparity_only_teacher_sign_convention():
+    d = torch.tensor([[[[2.0, 3.5], [0.0, 7.25]]]])
+    valid = torch.tensor([[[[True, True], [False, True]]]])
+    left = disparity_output(d, valid, target_is_left=True)
+    right = disparity_output(d, valid, target_is_left=False)
+    assert torch.equal(left.flow[0, 0], torch.tensor([[-2.0, -3.5], [-0.0, -7.25]]))
+    assert torch.equal(right.flow[0, 0], d[0, 0])
+    assert torch.equal(left.flow[0, 1], torch.zeros(2, 2))
+    expected = np.array([[2.0, 3.5], [np.nan, 7.25]], dtype=np.float32)
+    for out in (left, right):
+        got = teacher_disparity(out)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+
+
+# ------------------------------------------------------------------------------------------------ RAFT
+
+
+def test_padded_size():
+    assert padded_size(37, 53, 8, 128) == (128, 128)
+    assert padded_size(130, 201, 8, 128) == (136, 208)
+    assert padded_size(192, 320, 8, 128) == (192, 320)
+
+
+@pytest.mark.parametrize("height,width,batch", [(37, 53, 1), (50, 67, 2)])
+def test_raft_random_weights_runs_on_odd_sizes(height, width, batch):
+    torch.manual_seed(0)
+    left, right = torch.rand(batch, 3, height, width), torch.rand(batch, 3, height, width)
+    teacher = RaftTeacher("raft_small", "none", TINY_RAFT)
+    lr, rl = stereo_flows(teacher, left, right)
+    for out in (lr, rl):
+        assert out.flow.shape == (batch, 2, height, width) and out.flow.dtype == torch.float32
+        assert out.valid.shape == (batch, 1, height, width) and out.valid.dtype == torch.bool
+        assert torch.isfinite(out.flow).all()
+    assert lr.target_is_left and not rl.target_is_left
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_raft_random_init_is_seeded_and_leaves_global_rng_alone():
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    first = RaftTeacher("raft_small", "none", TINY_RAFT)
+    assert torch.equal(torch.rand(3), expected)
+    assert _same_weights(first.model, RaftTeacher("raft_small", "none", TINY_RAFT).model)
+
+
+def test_consistency_valid_by_hand():
+    h, w = 6, 10
+    forward = torch.zeros(1, 2, h, w)
+    forward[:, 0] = -3.0  # match 3 px to the left
+    backward = torch.zeros(1, 2, h, w)
+    backward[:, 0] = 3.0
+    backward[0, 0, :, 6:] = 4.5  # inconsistent where forward lands at x - 3 >= 6, i.e. x >= 9
+    forward[0, 1, 0, 5] = 1.5  # too much vertical flow at one pixel
+    cfg = RaftConfig(fb_threshold=1.0, max_vertical_flow=1.0)
+    valid = consistency_valid(forward, backward, cfg)[0, 0]
+    expected = torch.zeros(h, w, dtype=torch.bool)
+    expected[:, 3:9] = True  # x < 3 leaves the view, x = 9 fails forward-backward (|-3 + 4.5| > 1)
+    expected[0, 5] = False
+    assert torch.equal(valid, expected)
+    # With the check disabled only the view and the vertical flow count.
+    no_fb = consistency_valid(forward, None, RaftConfig(fb_threshold=0.0, max_vertical_flow=1.0))[0, 0]
+    expected[:, 9] = True
+    assert torch.equal(no_fb, expected)
+
+
+def test_raft_cache_weights_missing_gives_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    with pytest.raises(TeacherError) as info:
+        build_teacher(TeacherConfig(method="raft_small", weights="cache"))
+    message = str(info.value)
+    expected = tmp_path / "empty_torch_home" / "hub" / "checkpoints" / "raft_small_C_T_V2-01064c6d.pth"
+    assert str(expected) in message and "https://" in message
+
+
+def test_raft_weights_from_cache_and_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    reference = RaftTeacher("raft_small", "none", TINY_RAFT)
+    # A perturbed state dict, so that loading it is visible in the output.
+    state = {k: (v + 0.01 if v.is_floating_point() else v) for k, v in reference.model.state_dict().items()}
+    hub_file = hub_checkpoint_path("raft_small")
+    hub_file.parent.mkdir(parents=True)
+    torch.save(state, hub_file)
+    plain_file = tmp_path / "raft.pth"
+    torch.save({"state_dict": state}, plain_file)
+    from_cache = RaftTeacher("raft_small", "cache", TINY_RAFT).model
+    from_file = RaftTeacher("raft_small", str(plain_file), TINY_RAFT).model
+    assert _same_weights(from_cache, from_file)
+    assert torch.equal(from_cache.state_dict()["update_block.flow_head.conv2.bias"],
+                       state["update_block.flow_head.conv2.bias"])
+    assert not _same_weights(from_cache, reference.model)
+
+
+def test_raft_bad_weight_files_name_the_file(tmp_path):
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(TeacherError, match=str(missing)):
+        RaftTeacher("raft_small", str(missing), TINY_RAFT)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(TeacherError, match=str(garbage)):
+        RaftTeacher("raft_small", str(garbage), TINY_RAFT)
+    wrong = tmp_path / "large.pth"
+    torch.save(RaftTeacher("raft_large", "none", TINY_RAFT).model.state_dict(), wrong)
+    with pytest.raises(TeacherError, match=str(wrong)):
+        RaftTeacher("raft_small", str(wrong), TINY_RAFT)
+
+
+# ----------------------------------------------------------------------------------------------- cache
+
+
+class CountingTeacher(Teacher):
+    """Records the batch size of every call to the wrapped teacher."""
+
+    def __init__(self, inner: Teacher) -> None:
+        self.inner = inner
+        self.calls: List[int] = []
+
+    def identity(self) -> Dict[str, Any]:
+        return self.inner.identity()
+
+    def _flow(self, target, source, target_is_left):
+        self.calls.append(target.shape[0])
+        return self.inner.flow(target, source, target_is_left)
+
+
+def test_cache_hit_returns_identical_arrays(frame, tmp_path):
+    left, right = _tensor(frame.left), _tensor(frame.right)
+    counting = CountingTeacher(SgbmTeacher(SGBM))
+    cached = CachedTeacher(counting, tmp_path)
+    first = cached.flow(left, right)
+    second = cached.flow(left, right)
+    assert (cached.misses, cached.hits, counting.calls) == (1, 1, [1])
+    assert torch.equal(first.flow, second.flow) and torch.equal(first.valid, second.valid)
+    assert torch.equal(first.flow, SgbmTeacher(SGBM).flow(left, right).flow)
+    # A fresh wrapper on the same directory (another process) hits as well.
+    other = CachedTeacher(SgbmTeacher(SGBM), tmp_path)
+    assert torch.equal(other.flow(left, right).flow, first.flow) and other.hits == 1
+    # The other direction is a different entry.
+    cached.flow(right, left, target_is_left=False)
+    assert cached.misses == 2
+
+
+def test_cache_misses_on_changed_image_or_config(frame, tmp_path):
+    left, right = _tensor(frame.left), _tensor(frame.right)
+    cached = CachedTeacher(SgbmTeacher(SGBM), tmp_path)
+    cached.flow(left, right)
+    changed = left.clone()
+    changed[0, 0, 10, 10] += 1.0 / 255.0
+    cached.flow(changed, right)
+    assert (cached.hits, cached.misses) == (0, 2)
+    other_cfg = CachedTeacher(SgbmTeacher(dataclasses.replace(SGBM, block_size=7)), tmp_path)
+    other_cfg.flow(left, right)
+    assert (other_cfg.hits, other_cfg.misses) == (0, 1)
+
+
+def test_cache_is_per_sample_and_covers_both_directions(frame, tmp_path):
+    a_left, a_right = _tensor(frame.left), _tensor(frame.right)
+    other = _render(far_seed=9)
+    b_left, b_right = _tensor(other.left), _tensor(other.right)
+    counting = CountingTeacher(SgbmTeacher(SGBM))
+    cached = CachedTeacher(counting, tmp_path, flow_dtype="float16")
+    single = cached.flow(a_left, a_right)
+    batch = cached.flow(torch.cat((a_left, b_left)), torch.cat((a_right, b_right)))
+    assert counting.calls == [1, 1]  # only the new sample went to the teacher
+    assert (cached.hits, cached.misses) == (1, 2)
+    assert torch.equal(batch.flow[:1], single.flow)
+    # float16 storage: the miss returned the stored precision, so the hit is identical to it.
+    again = cached.flow(torch.cat((a_left, b_left)), torch.cat((a_right, b_right)))
+    assert torch.equal(batch.flow, again.flow)
+    lr, rl = stereo_flows(cached, b_left, b_right)
+    assert (cached.hits, cached.misses) == (4, 3)  # left->right of b hit, right->left computed
+    assert torch.equal(lr.flow, batch.flow[1:])
+    hit = cached.flow(b_right, b_left, target_is_left=False)
+    assert torch.equal(hit.flow, rl.flow) and not hit.target_is_left and cached.hits == 5
+
+
+def test_cache_recovers_from_a_damaged_file(frame, tmp_path):
+    left, right = _tensor(frame.left), _tensor(frame.right)
+    cached = CachedTeacher(SgbmTeacher(SGBM), tmp_path)
+    first = cached.flow(left, right)
+    (entry,) = list(Path(tmp_path).rglob("*.npz"))
+    entry.write_bytes(b"truncated")
+    assert torch.equal(cached.flow(left, right).flow, first.flow) and cached.misses == 2
+    assert not list(Path(tmp_path).rglob("*.tmp"))
+
+
+def test_build_teacher_wraps_in_cache(tmp_path):
+    teacher = build_teacher(TeacherConfig(method="sgbm", cache_dir=str(tmp_path / "c"), sgbm=SGBM))
+    assert isinstance(teacher, CachedTeacher) and isinstance(teacher.teacher, SgbmTeacher)
+    assert isinstance(build_teacher(TeacherConfig(method="sgbm")), SgbmTeacher)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def _write_pair(frame, tmp_path: Path):
+    left, right = tmp_path / "left.png", tmp_path / "right.png"
+    cv2.imwrite(str(left), cv2.cvtColor(frame.left, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(right), cv2.cvtColor(frame.right, cv2.COLOR_RGB2BGR))
+    config = tmp_path / "teacher.yaml"
+    config.write_text(f"teacher:\n  sgbm:\n    num_disparities: {SGBM.num_disparities}\n"
+                      f"  raft:\n    num_flow_updates: {TINY_RAFT.num_flow_updates}\n")
+    return str(left), str(right), str(config)
+
+
+def test_cli_writes_disparity(frame, tmp_path, capsys):
+    left, right, config = _write_pair(frame, tmp_path)
+    out = tmp_path / "out" / "disp.npy"
+    cache = tmp_path / "cache"
+    argv = ["teacher", "--method", "sgbm", "--left", left, "--right", right, "--out", str(out),
+            "--config", config, "--cache-dir", str(cache)]
+    assert main(argv) == 0
+    disparity = np.load(out)
+    assert disparity.dtype == np.float32 and disparity.shape == (192, 320)
+    assert np.isnan(disparity).any()
+    stats = _agreement(disparity, frame.disparity_left)
+    assert stats["valid"] > 0.6 and stats["within_1px"] > 0.97
+    summary = capsys.readouterr().out
+    assert "valid" in summary and "median" in summary
+    assert len(list(cache.rglob("*.npz"))) == 1
+
+
+def test_cli_raft_runs_with_random_weights(frame, tmp_path):
+    crop = dataclasses.replace(frame, left=frame.left[:45, :70], right=frame.right[:45, :70])
+    left, right, config = _write_pair(crop, tmp_path)
+    out = tmp_path / "raft.npy"
+    argv = ["teacher", "--method", "raft_small", "--weights", "none", "--left", left, "--right", right,
+            "--out", str(out), "--config", config]
+    assert main(argv) == 0
+    disparity = np.load(out)
+    assert disparity.shape == (45, 70) and disparity.dtype == np.float32
+
+
+def test_cli_errors_name_the_file(frame, tmp_path, capsys, monkeypatch):
+    left, right, _ = _write_pair(frame, tmp_path)
+    missing = str(tmp_path / "missing.png")
+    out = str(tmp_path / "d.npy")
+    assert main(["teacher", "--left", left, "--right", missing, "--out", out]) == 2
+    assert missing in capsys.readouterr().err
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), frame.right[:100, :200])
+    assert main(["teacher", "--left", left, "--right", str(small), "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert str(small) in err and "200x100" in err and "320x192" in err
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_weights"))
+    assert main(["teacher", "--method", "raft_large", "--left", left, "--right", right, "--out", out]) == 2
+    assert "raft_large_C_T_V2" in capsys.readouterr().err
+    assert not Path(out).exists()
+
+
+def test_sgbm_on_an_image_narrower_than_its_disparity_range_says_so():
+    from fg_depth_core.config import SgbmConfig
+    from fg_depth_core.teachers.base import TeacherError
+    from fg_depth_core.teachers.sgm import SgbmTeacher
+
+    image = torch.rand(1, 3, 32, 96)
+    with pytest.raises(TeacherError, match=r"num_disparities: expected fewer than the image width \(96 px\)"):
+        SgbmTeacher(SgbmConfig(num_disparities=96)).flow(image, image)
+    out = SgbmTeacher(SgbmConfig(num_disparities=32)).flow(image, image)
+    assert out.flow.shape == (1, 2, 32, 96)
