@@ -29,6 +29,8 @@ ENCODERS = ("resnet18", "resnet34", "resnet50")
 TEACHER_METHODS = ("sgbm", "raft_small", "raft_large")
 PHOTOMETRIC_MASKS = ("none", "auto", "flow_prior")
 DR_PENALTIES = ("log_l1", "l1", "inv_l1", "berhu")
+DATASETS = ("synth", "kitti", "folder")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -216,6 +218,124 @@ class AugmentConfig:
 
 
 @dataclass
+class SynthConfig:
+    """The built-in procedural stereo world (fg_depth_core.data.world); KITTI-like camera by default."""
+
+    #: Rendering size (pixels); training resizes to data.width x data.height.
+    width: int = 640
+    height: int = 192
+    #: Focal length (pixels) at ``width``; 720 px at 1242 px is KITTI's.
+    focal: float = 371.0
+    baseline: float = 0.54
+    #: Frames per split and the seed of split 0; splits use disjoint scene seeds.
+    train_frames: int = 200
+    val_frames: int = 20
+    test_frames: int = 40
+    seed: int = 0
+    #: The right camera's exposure: gain drawn from [1 - right_gain_range, 1 + right_gain_range].
+    right_gain_range: float = 0.2
+    #: Gaussian sensor noise (std, intensity in [0, 1]).
+    noise_std: float = 0.01
+
+    def validate(self, where: str) -> None:
+        for key in ("width", "height", "train_frames", "val_frames", "test_frames"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{where}.{key}: expected > 0, got {getattr(self, key)}")
+        _positive(where, "focal", self.focal)
+        _positive(where, "baseline", self.baseline)
+        if not 0.0 <= self.right_gain_range < 1.0:
+            raise ConfigError(
+                f"{where}.right_gain_range: expected a value in [0, 1), got {self.right_gain_range}"
+            )
+        if self.noise_std < 0:
+            raise ConfigError(f"{where}.noise_std: expected >= 0, got {self.noise_std}")
+
+
+@dataclass
+class DataConfig:
+    """Where training and validation pairs come from and the network input size."""
+
+    #: "synth" (built-in world), "kitti" (KITTI raw layout) or "folder" (stereo folder with calib.yaml).
+    dataset: str = "synth"
+    #: Dataset root; for "synth" a directory the world is rendered into ("" = <run dir>/synth).
+    path: str = ""
+    #: Split files (one frame per line, dataset-specific format); "" = the dataset's default.
+    train_split: str = ""
+    val_split: str = ""
+    #: Network input size (pixels); both must be multiples of 32.
+    width: int = 640
+    height: int = 192
+    num_workers: int = 2
+    synth: SynthConfig = field(default_factory=SynthConfig)
+
+    def validate(self, where: str) -> None:
+        _choice(where, "dataset", self.dataset, DATASETS)
+        for key in ("width", "height"):
+            value = getattr(self, key)
+            if value < 64 or value % 32:
+                raise ConfigError(f"{where}.{key}: expected a multiple of 32 that is >= 64, got {value}")
+        if self.num_workers < 0:
+            raise ConfigError(f"{where}.num_workers: expected >= 0, got {self.num_workers}")
+        self.synth.validate(f"{where}.synth")
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop, checkpoints and logs."""
+
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    #: Total optimiser steps.
+    max_steps: int = 20000
+    #: The learning rate is multiplied by lr_gamma at each of these fractions of max_steps.
+    lr_milestones: List[float] = field(default_factory=lambda: [0.75])
+    lr_gamma: float = 0.1
+    #: Gradient-norm clipping; <= 0 disables it.
+    grad_clip: float = 0.0
+    seed: int = 0
+    #: "auto" (CUDA when available), "cpu" or "cuda".
+    device: str = "auto"
+    #: Mixed precision (bfloat16/float16 autocast); used on CUDA only.
+    amp: bool = True
+    #: Steps between checkpoints (RUN_DIR/last.pt), validations (best.pt) and log lines.
+    checkpoint_every: int = 500
+    val_every: int = 500
+    log_every: int = 50
+    #: Steps between TensorBoard image grids; <= 0 disables them.
+    image_every: int = 500
+
+    def validate(self, where: str) -> None:
+        for key in ("batch_size", "max_steps", "checkpoint_every", "val_every", "log_every"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{where}.{key}: expected > 0, got {getattr(self, key)}")
+        _positive(where, "learning_rate", self.learning_rate)
+        if any(not 0.0 < m < 1.0 for m in self.lr_milestones):
+            raise ConfigError(
+                f"{where}.lr_milestones: expected fractions in (0, 1), got {self.lr_milestones}"
+            )
+        _positive(where, "lr_gamma", self.lr_gamma)
+        _choice(where, "device", self.device, DEVICES)
+
+
+@dataclass
+class EvalConfig:
+    """The evaluation protocol (METHOD.md, Evaluation)."""
+
+    min_depth: float = 1e-3
+    max_depth: float = 80.0
+    garg_crop: bool = True
+    #: Scale each prediction by median(gt) / median(pred): for monocular-trained models only.
+    median_scaling: bool = False
+
+    def validate(self, where: str) -> None:
+        _positive(where, "min_depth", self.min_depth)
+        if self.max_depth <= self.min_depth:
+            raise ConfigError(
+                f"{where}.max_depth: expected > min_depth ({self.min_depth}), got {self.max_depth}"
+            )
+
+
+@dataclass
 class Config:
     """Root of the configuration tree: drives training, export and the ROS node."""
 
@@ -223,6 +343,9 @@ class Config:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self, where: str = "config") -> "Config":
         for f in dataclasses.fields(self):

@@ -1,0 +1,91 @@
+"""Checkpoints: written atomically, self-describing (config, training camera), loadable without training code.
+
+A checkpoint is a dict saved with torch.save:
+- "model": DepthNet state dict; "config": Config.to_dict(); "step": optimiser steps done;
+- "train_focal": focal length (pixels) at the network input size; "train_baseline": metres;
+- "input_size": [width, height] of the network input; "version": fg_depth_core.__version__;
+- optional "optimizer", "scheduler", "scaler", "rng", "best": training state for --resume.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Tuple, Union
+
+import torch
+
+from fg_depth_core import __version__
+from fg_depth_core.config import Config, ConfigError, config_from_dict
+from fg_depth_core.errors import FgDepthError
+
+REQUIRED_KEYS = ("model", "config", "step", "train_focal", "train_baseline", "input_size")
+
+
+class CheckpointError(FgDepthError):
+    """A checkpoint file is missing, unreadable or incomplete; the message names the file."""
+
+
+def save_checkpoint(path: Union[str, os.PathLike], state: Dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: a crash leaves either the old file or the new one, never a
+    partial file (temporary file in the same directory, fsync, rename)."""
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint state lacks {missing}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({**state, "version": __version__}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") -> Dict[str, Any]:
+    """Read a checkpoint and check that it has what inference needs."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        # Checkpoints hold only tensors and plain containers, so the safe loader suffices.
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CheckpointError(
+            f"{path}: not a readable fg-depth checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a checkpoint dict, got {type(state).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not an fg-depth checkpoint, missing {missing}")
+    return state
+
+
+def checkpoint_config(state: Dict[str, Any], path: Union[str, os.PathLike] = "checkpoint") -> Config:
+    """The validated Config stored in a checkpoint."""
+    try:
+        return config_from_dict(state["config"], f"{path} (stored config)")
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def load_model(
+    path: Union[str, os.PathLike], device: Any = "cpu"
+) -> Tuple[torch.nn.Module, Config, Dict[str, Any]]:
+    """A DepthNet in eval mode with the checkpoint's weights, its Config, and the checkpoint dict."""
+    from fg_depth_core.model import build_depthnet
+
+    state = load_checkpoint(path, map_location=device)
+    cfg = checkpoint_config(state, path)
+    net = build_depthnet(cfg.model, load_weights=False)
+    try:
+        net.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit model {cfg.model.encoder}: {exc}") from None
+    return net.to(device).eval(), cfg, state
