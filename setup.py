@@ -44,6 +44,8 @@ setup(
     # Only the two libraries: test/, bench/, launch/ and build folders never become top-level packages.
     packages=find_packages(include=["fg_depth_core", "fg_depth_core.*", "fg_depth_ros", "fg_depth_ros.*"],
                            exclude=["test", "test.*"]),
+    # Data files inside the libraries: the KITTI split lists (fg_depth_core/data/splits/README.md).
+    package_data={"fg_depth_core.data": ["splits/README.md", "splits/*/*.txt"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE_NAME]),
         ("share/" + PACKAGE_NAME, ["package.xml"]),
@@ -56,6 +58,7 @@ setup(
     entry_points={
         "console_scripts": [
             "fg-depth = fg_depth_core.cli:main",
+            "train = fg_depth_ros.train:main",
         ],
     },
 )

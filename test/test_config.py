@@ -100,3 +100,11 @@ def test_shipped_default_yaml_equals_the_code_defaults():
 
     path = Path(__file__).resolve().parents[1] / "config" / "default.yaml"
     assert dataclasses.asdict(load_config(path)) == dataclasses.asdict(Config())
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    # YAML 1.1 reads "1e-4" as a string; a user writing --set train.learning_rate=1e-4 means the number.
+    cfg = load_config(None, ["train.learning_rate=1e-4", "loss.smoothness_weight=2E-3"])
+    assert cfg.train.learning_rate == 1e-4 and cfg.loss.smoothness_weight == 2e-3
+    with pytest.raises(ConfigError, match="train.learning_rate: expected a number"):
+        load_config(None, ["train.learning_rate=fast"])

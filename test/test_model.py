@@ -284,3 +284,21 @@ def test_weights_with_wrong_shapes_are_rejected(tmp_path, r18_state):
     torch.save(state, path)
     with pytest.raises(ModelError, match=r"shape.pth.*conv1.weight.*\(32, 3, 7, 7\).*\(64, 3, 7, 7\)"):
         build_depthnet(ModelConfig(encoder="resnet18", encoder_weights=str(path)))
+
+
+@pytest.mark.parametrize("init_depth", [5.0, 20.0])
+def test_untrained_net_starts_near_init_depth(init_depth):
+    torch.manual_seed(0)
+    net = build_depthnet(ModelConfig(init_depth=init_depth)).eval()
+    with torch.no_grad():
+        depths = net(torch.rand(1, 3, 64, 96))
+    for d in depths:
+        median = float(d.median())
+        assert init_depth / 1.5 < median < init_depth * 1.5, (init_depth, median)
+
+
+def test_zero_init_depth_keeps_zero_bias():
+    net = build_depthnet(ModelConfig(init_depth=0.0))
+    with torch.no_grad():
+        median = float(net.eval()(torch.rand(1, 3, 64, 96))[0].median())
+    assert median < 1.0  # a zero bias starts near 2 * min_depth (0.2 m)

@@ -254,6 +254,11 @@ class DepthNet(nn.Module):
         self.normalize = ImageNormalize()
         self.encoder = ResnetEncoder(resnet, channels)
         self.decoder = DepthDecoder(channels, self.num_scales)
+        if cfg.init_depth:
+            start = depth_to_sigmoid(torch.tensor(float(cfg.init_depth)), self.min_depth, self.max_depth)
+            with torch.no_grad():
+                for head in self.decoder.heads:
+                    head.conv.bias.fill_(float(torch.logit(start)))
 
     def _sigmoids(self, image: torch.Tensor, num_outputs: int) -> List[torch.Tensor]:
         if not _is_tracing():

@@ -4,7 +4,9 @@ A checkpoint is a dict saved with torch.save:
 - "model": DepthNet state dict; "config": Config.to_dict(); "step": optimiser steps done;
 - "train_focal": focal length (pixels) at the network input size; "train_baseline": metres;
 - "input_size": [width, height] of the network input; "version": fg_depth_core.__version__;
-- optional "optimizer", "scheduler", "scaler", "rng", "best": training state for --resume.
+- optional "optimizer", "scheduler", "scaler", "rng", "best": training state for --resume; the trainer
+  (train/trainer.py) also stores "focal_counts"/"baseline_counts" ([[value, pairs seen], ...], whose medians
+  are train_focal/train_baseline) and "world_size" (processes it trained with).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def save_checkpoint(path: Union[str, os.PathLike], state: Dict[str, Any]) -> Non
             torch.save({**state, "version": __version__}, f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file 0600; a checkpoint is an ordinary file, so give it the umask's mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
