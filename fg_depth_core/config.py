@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,7 +31,14 @@ TEACHER_METHODS = ("sgbm", "raft_small", "raft_large")
 PHOTOMETRIC_MASKS = ("none", "auto", "flow_prior")
 DR_PENALTIES = ("log_l1", "l1", "inv_l1", "berhu")
 DATASETS = ("synth", "kitti", "folder")
+#: The encoder halves the resolution five times, so input sides must be multiples of 2^5.
+INPUT_MULTIPLE = 32
+#: Reflection padding needs at least 2 pixels at the coarsest (1/32) level, so sides must be >= 64.
+MIN_INPUT_SIZE = 2 * INPUT_MULTIPLE
 DEVICES = ("auto", "cpu", "cuda")
+#: Inference backends ("auto" picks the fastest available one, see deploy/backends) and precisions.
+INFERENCE_BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass
@@ -290,8 +298,11 @@ class DataConfig:
         _choice(where, "dataset", self.dataset, DATASETS)
         for key in ("width", "height"):
             value = getattr(self, key)
-            if value < 64 or value % 32:
-                raise ConfigError(f"{where}.{key}: expected a multiple of 32 that is >= 64, got {value}")
+            if value < MIN_INPUT_SIZE or value % INPUT_MULTIPLE:
+                raise ConfigError(
+                    f"{where}.{key}: expected a multiple of {INPUT_MULTIPLE} that is >= {MIN_INPUT_SIZE}, "
+                    f"got {value}"
+                )
         if self.num_workers < 0:
             raise ConfigError(f"{where}.num_workers: expected >= 0, got {self.num_workers}")
         self.synth.validate(f"{where}.synth")
@@ -354,6 +365,34 @@ class EvalConfig:
 
 
 @dataclass
+class InferenceConfig:
+    """Running a trained model (DepthEstimator, ``fg-depth predict``, the ROS node)."""
+
+    #: "auto" (the fastest available: tensorrt > onnxruntime on CUDA > onnxruntime on CPU for an .onnx; torch
+    #: for a .pt; tensorrt for an .engine), "torch", "onnxruntime" or "tensorrt".
+    backend: str = "auto"
+    #: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    device: str = "auto"
+    #: "fp32" or "fp16" (CUDA only: torch half, TensorRT, ONNX Runtime's TensorRT execution provider).
+    precision: str = "fp32"
+    #: CPU threads of torch / ONNX Runtime's intra-op pool; 0 keeps the library's default.
+    threads: int = 0
+    #: Folder of TensorRT engines and timing caches ('' = $XDG_CACHE_HOME/fg-depth/tensorrt, ~/.cache/...).
+    cache_dir: str = ""
+    #: TensorRT builder workspace limit, MiB.
+    workspace_mb: int = 1024
+
+    def validate(self, where: str) -> None:
+        _choice(where, "backend", self.backend, INFERENCE_BACKENDS)
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", self.device):
+            raise ConfigError(f"{where}.device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _choice(where, "precision", self.precision, PRECISIONS)
+        if self.threads < 0:
+            raise ConfigError(f"{where}.threads: expected >= 0 (0 = library default), got {self.threads}")
+        _positive(where, "workspace_mb", self.workspace_mb)
+
+
+@dataclass
 class Config:
     """Root of the configuration tree: drives training, export and the ROS node."""
 
@@ -364,6 +403,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def validate(self, where: str = "config") -> "Config":
         for f in dataclasses.fields(self):

@@ -1,4 +1,5 @@
 """fg_depth_ros: the ROS 2 adapter of fg_depth_core: messages, parameters, threads and timing, no method code.
 
-The depth node, message conversions and dataset player land here in later versions.
+Modules: depth_node (the node), conversions (messages <-> numpy), sync (approximate-time pairing when
+message_filters is absent), qos, play (datasets as camera topics), train (``ros2 run fg_depth_ros train``).
 """

@@ -155,3 +155,16 @@ def test_installed_console_script_runs_where_ros2_run_looks(workspace, tmp_path)
     done = subprocess.run([str(script), "--version"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=TIMEOUT_S)
     assert done.returncode == 0 and done.stdout.strip() == f"fg-depth {fg_depth_core.__version__}"
+
+
+def test_installed_depth_node_exits_1_with_a_clear_message_for_a_missing_model(workspace, tmp_path):
+    env = _sourced_environment(workspace["install"], workspace["env"])
+    env["ROS_DOMAIN_ID"] = str(os.getpid() % 100 + 1)
+    script = workspace["install"] / PACKAGE / "lib" / PACKAGE / "depth_node"
+    assert os.access(script, os.X_OK), script
+    missing = tmp_path / "missing.onnx"
+    done = subprocess.run([str(script), "--ros-args", "-p", f"model:={missing}"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 1, done.stderr
+    assert f"[depth_node] error: cannot use the model (parameter 'model' = {missing})" in done.stderr
+    assert "model file not found" in done.stderr and "Traceback" not in done.stderr

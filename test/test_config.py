@@ -92,7 +92,7 @@ def test_override_syntax_errors():
 
 def test_config_is_a_single_tree():
     names = [f.name for f in dataclasses.fields(Config)]
-    assert names == ["model", "teacher", "loss", "augment", "data", "train", "eval"]
+    assert names == ["model", "teacher", "loss", "augment", "data", "train", "eval", "inference"]
 
 
 def test_shipped_default_yaml_equals_the_code_defaults():

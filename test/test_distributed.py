@@ -140,14 +140,15 @@ def _ddp_worker(rank: int, world: int, port: int, run_dir: str, out_dir: str) ->
 def test_two_gloo_processes_train_in_sync_and_only_rank_0_writes(tmp_path):
     run_dir, out_dir = tmp_path / "run", tmp_path / "out"
     out_dir.mkdir()
-    # Forked ranks inherit the imported torch and package (a spawned one spends seconds importing them again);
-    # each still joins the process group, builds its data, model and DDP wrapper itself, as under torchrun.
+    # Spawned, not forked: earlier tests of the suite leave threads (rclpy, ONNX Runtime, tqdm) in this
+    # process, and a forked child can deadlock on a lock one of them held. Each rank joins the process group,
+    # builds its data, model and DDP wrapper itself, as under torchrun.
     mp.start_processes(
         _ddp_worker,
         args=(2, _free_port(), str(run_dir), str(out_dir)),
         nprocs=2,
         join=True,
-        start_method="fork",
+        start_method="spawn",
     )
     ranks = [torch.load(out_dir / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert ranks[0]["step"] == ranks[1]["step"] == 4

@@ -51,6 +51,7 @@ THIRD_PARTY: Dict[str, Tuple[Optional[str], Optional[str]]] = {
     "stereo_msgs": ("stereo_msgs", "ros-stereo-msgs"),
     "geometry_msgs": ("geometry_msgs", "ros-geometry-msgs"),
     "diagnostic_msgs": ("diagnostic_msgs", "ros-diagnostic-msgs"),
+    "rcl_interfaces": ("rcl_interfaces", "ros-rcl-interfaces"),
     "message_filters": ("message_filters", None),
     "cv_bridge": ("cv_bridge", None),
     "launch": ("launch", None),

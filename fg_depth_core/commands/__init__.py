@@ -4,4 +4,4 @@ Handlers import torch and friends lazily so that ``fg-depth --help`` stays fast.
 """
 
 #: Module names (under fg_depth_core.commands) in the order ``--help`` lists them.
-COMMAND_MODULES = ("teacher", "loss_curve", "eval", "train", "synth")
+COMMAND_MODULES = ("synth", "train", "eval", "export", "predict", "bench", "teacher", "loss_curve")

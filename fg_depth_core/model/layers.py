@@ -12,6 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from fg_depth_core.config import INPUT_MULTIPLE, MIN_INPUT_SIZE  # noqa: F401 (re-exported)
+
 # ImageNet statistics (RGB, for images in [0, 1]) that torchvision's pretrained ResNets were trained with.
 # They belong to the encoder's weights, not to the method, so they are not a config option; keeping the
 # normalisation inside the network lets exported models take plain [0, 1] images.
@@ -24,11 +26,6 @@ ENCODER_CHANNELS = {
     "resnet34": (64, 64, 128, 256, 512),
     "resnet50": (64, 256, 512, 1024, 2048),
 }
-
-#: The encoder halves the resolution five times, so input sides must be multiples of 2^5.
-INPUT_MULTIPLE = 32
-#: Reflection padding needs at least 2 pixels at the coarsest (1/32) level, so sides must be >= 64.
-MIN_INPUT_SIZE = 2 * INPUT_MULTIPLE
 
 
 class ImageNormalize(nn.Module):

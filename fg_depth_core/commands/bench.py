@@ -1,0 +1,518 @@
+"""``fg-depth bench`` (also ``bench/inference.py``): inference latency, throughput and peak memory per backend
+and network size, with pre- and post-processing timed apart from the forward pass.
+
+Each row (backend, device, precision, network size) runs in a fresh Python process, so that its peak resident
+memory (VmHWM, Linux) is its own: interpreter + libraries + model + buffers. A row loads the model with
+DepthEstimator, renders one camera image of the built-in world (default 1280x720, a KITTI-like focal length),
+runs ``--warmup`` untimed predictions, then ``--iterations`` timed ones, each split into
+:func:`~fg_depth_core.deploy.estimator.preprocess`, the backend's forward pass and
+:func:`~fg_depth_core.deploy.estimator.postprocess` (focal scaling and the resize back to the image). Batch 1,
+one frame after another: throughput = frames / total time.
+
+Without ``--checkpoint`` the model is a randomly initialised DepthNet (model.encoder of the default config):
+latency does not depend on the weights. Numbers go into docs/RESULTS.md only through ``--results``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from fg_depth_core.errors import FgDepthError
+
+CPU_SECTION = "## Inference on CPU"
+GPU_SECTION = "## Inference on GPU"
+DEFAULT_SIZES = ("640x192", "1024x320")
+#: Targets of issue 4 on the 2-core CPU at 640x192.
+ORT_SPEEDUP_TARGET = 1.8
+PRE_POST_SHARE_TARGET = 0.10
+#: (backend, device, precision) rows; GPU rows run only where CUDA (and the runtime) is available.
+CPU_ROWS = (("torch", "cpu", "fp32"), ("onnxruntime", "cpu", "fp32"))
+GPU_ROWS = (
+    ("torch", "cuda", "fp32"),
+    ("torch", "cuda", "fp16"),
+    ("onnxruntime", "cuda", "fp32"),
+    ("tensorrt", "cuda", "fp32"),
+    ("tensorrt", "cuda", "fp16"),
+)
+DESCRIPTION = (
+    "Time DepthEstimator.predict per backend and network size (batch 1): latency p50/p95, throughput, "
+    "pre/forward/post-processing separately and peak memory, each row in a fresh process; optionally write "
+    "the tables into a results markdown file (sections 'Inference on CPU' / 'Inference on GPU')."
+)
+_CHILD = (
+    "import json, sys; from fg_depth_core.commands.bench import measure; "
+    "print(json.dumps(measure(json.loads(sys.argv[1]))))"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser, results_default: Optional[str] = None) -> None:
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint to time (re-targeted to each --sizes entry); default: a random-weight DepthNet",
+    )
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        default=list(DEFAULT_SIZES),
+        help="network input sizes WxH (default: %(default)s)",
+    )
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        default=["torch", "onnxruntime", "tensorrt"],
+        choices=["torch", "onnxruntime", "tensorrt"],
+        help="backends to time (GPU rows only where CUDA and the runtime exist)",
+    )
+    p.add_argument("--no-gpu", action="store_true", help="CPU rows only, even where CUDA is available")
+    p.add_argument("--image-size", default="1280x720", help="camera image WxH that is pre/post-processed")
+    p.add_argument("--iterations", type=int, default=30, help="timed predictions per row (default: 30)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed predictions first (default: 5)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of every row, interleaved; the table keeps each row's run with the lowest p50 (the least "
+        "disturbed by other processes) and shows the range of p50 over the runs (default: %(default)s)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="CPU threads for torch and ONNX Runtime; 0 = every core usable"
+    )
+    p.add_argument("--work", default=None, help="folder for the models (default: a temporary folder)")
+    p.add_argument(
+        "--results",
+        default=results_default,
+        help="markdown file whose inference sections are replaced with the tables"
+        + (" (default: %(default)s)" if results_default else " (default: only print)"),
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="time inference per backend and network size: latency p50/p95, throughput, peak memory",
+        description=DESCRIPTION,
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def parse_size(text: str, what: str) -> Tuple[int, int]:
+    """ "640x192" -> (640, 192)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
+        raise FgDepthError(f"{what}: expected WIDTHxHEIGHT such as 640x192, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def peak_rss_mib() -> Optional[float]:
+    """This process's peak resident set size (VmHWM of /proc/self/status) in MiB; None where unavailable."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def summarize(pre: Sequence[float], forward: Sequence[float], post: Sequence[float]) -> Dict[str, float]:
+    """Per-frame timings (seconds) -> p50/p95 latency (ms), frames/s and p50 of each stage (ms)."""
+    import numpy as np
+
+    pre_a, fwd_a, post_a = (np.asarray(v, dtype=np.float64) for v in (pre, forward, post))
+    total = pre_a + fwd_a + post_a
+    return {
+        "p50_ms": float(np.percentile(total, 50) * 1e3),
+        "p95_ms": float(np.percentile(total, 95) * 1e3),
+        "fps": float(len(total) / total.sum()),
+        "pre_ms": float(np.median(pre_a) * 1e3),
+        "forward_ms": float(np.median(fwd_a) * 1e3),
+        "post_ms": float(np.median(post_a) * 1e3),
+    }
+
+
+def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """Time one row (run in a fresh process by :func:`run_row`): see the module docstring."""
+    import numpy as np
+
+    from fg_depth_core.deploy.estimator import DepthEstimator, postprocess, preprocess
+    from fg_depth_core.image_io import read_rgb
+
+    threads = int(spec["threads"])
+    cuda = spec["device"].startswith("cuda")
+    # torch only where the row needs it: importing it costs ~0.7 GB of resident memory (CUDA build), which
+    # would be counted against an ONNX Runtime row's peak.
+    torch = None
+    if spec["backend"] != "onnxruntime" or cuda:
+        import torch
+
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    estimator = DepthEstimator(
+        spec["model"],
+        spec["backend"],
+        spec["device"],
+        spec["precision"],
+        threads,
+        spec.get("cache_dir") or None,
+    )
+    load_s = time.perf_counter() - start
+    rgb = read_rgb(spec["image"])
+    h, w = rgb.shape[:2]
+    camera = camera_image_intrinsics(w, h)
+    info, backend = estimator.info, estimator.backend
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    times: List[List[float]] = [[], [], []]
+    for i in range(int(spec["warmup"]) + int(spec["iterations"])):
+        t0 = time.perf_counter()
+        batch = preprocess(rgb, info.width, info.height)
+        t1 = time.perf_counter()
+        depth = backend.forward(batch)
+        t2 = time.perf_counter()
+        out = postprocess(depth[0], estimator.focal_factor(camera), (w, h))
+        t3 = time.perf_counter()
+        if i >= int(spec["warmup"]):
+            for bucket, value in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+                bucket.append(value)
+    if out.shape != (h, w) or not np.all(np.isfinite(out)):
+        raise FgDepthError(f"bench: {spec['backend']} returned depth {out.shape} with non-finite values")
+    row = {
+        "backend": estimator.backend_name,
+        "device": estimator.device,
+        "precision": backend.precision,
+        "network": f"{info.width}x{info.height}",
+        "load_s": load_s,
+        **summarize(*times),
+        "peak_rss_mib": peak_rss_mib(),
+        "threads": threads,
+        "providers": getattr(backend, "providers", None),
+    }
+    if cuda and estimator.backend_name != "onnxruntime":  # ORT's CUDA arena is invisible to torch
+        row["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return row
+
+
+def camera_image_intrinsics(width: int, height: int):
+    """A KITTI-like camera (fx = fy = 0.58 W, centred principal point) of a ``width`` x ``height`` image."""
+    from fg_depth_core.camera import Intrinsics
+
+    return Intrinsics(0.58 * width, 0.58 * width, (width - 1) / 2, (height - 1) / 2, width, height)
+
+
+def render_camera_image(path: Path, width: int, height: int) -> Path:
+    """Write the benchmark's camera image: the built-in street seen by :func:`camera_image_intrinsics`."""
+    import cv2
+
+    from fg_depth_core.data.render import render_stereo
+    from fg_depth_core.data.world import street_scene
+
+    rgb = render_stereo(street_scene(7), camera_image_intrinsics(width, height), 0.54, antialias=True).left
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise FgDepthError(f"{path}: cannot write the benchmark image")
+    return path
+
+
+def run_row(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """:func:`measure` in a fresh interpreter; a failure becomes {"error": message}."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(spec)], capture_output=True, text=True, env=env, check=False
+    )
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        return {"error": lines[-1] if lines else f"exit status {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def prepare_models(
+    checkpoint: Optional[str], sizes: List[Tuple[int, int]], work: Path, need_onnx: bool
+) -> Dict[Tuple[int, int], Dict[str, Path]]:
+    """A checkpoint (and, if needed, an .onnx) per network size in ``work``: the given checkpoint re-targeted
+    to the size (input_size, and train_focal scaled with the width), or a random-weight DepthNet."""
+    import torch
+
+    from fg_depth_core.config import Config
+    from fg_depth_core.deploy.export import export_onnx
+    from fg_depth_core.model import build_depthnet
+    from fg_depth_core.train.checkpoint import load_checkpoint, save_checkpoint
+
+    if checkpoint:
+        base = load_checkpoint(checkpoint)
+    else:
+        cfg = Config()
+        torch.manual_seed(0)
+        base = {
+            "model": build_depthnet(cfg.model, load_weights=False).state_dict(),
+            "config": cfg.to_dict(),
+            "step": 0,
+            "train_focal": 0.58 * cfg.data.width,
+            "train_baseline": 0.54,
+            "input_size": [cfg.data.width, cfg.data.height],
+        }
+    models = {}
+    for w, h in sizes:
+        config = json.loads(json.dumps(base["config"]))
+        config.setdefault("data", {}).update(width=w, height=h)
+        state = {
+            **{k: base[k] for k in ("model", "step", "train_baseline")},
+            "config": config,
+            "train_focal": float(base["train_focal"]) * w / float(base["input_size"][0]),
+            "input_size": [w, h],
+        }
+        pt = work / f"depthnet_{w}x{h}.pt"
+        save_checkpoint(pt, state)
+        models[(w, h)] = {"pt": pt}
+        if need_onnx:
+            onnx = work / f"depthnet_{w}x{h}.onnx"
+            export_onnx(pt, onnx, h, w)
+            models[(w, h)]["onnx"] = onnx
+    return models
+
+
+def machine_description() -> str:
+    """Cores, CPU model, Python and library versions."""
+    import torch
+
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    parts = [f"{usable_cores()} CPU cores (nproc), {model}", f"Python {platform.python_version()}"]
+    parts.append(f"torch {torch.__version__}")
+    try:
+        import onnxruntime
+
+        parts.append(f"onnxruntime {onnxruntime.__version__}")
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+    return ", ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------- reporting
+
+_COLUMNS = (
+    "backend | device | precision | network | load s | p50 ms | p95 ms | p50 of runs ms | frames/s | "
+    "pre ms | forward ms | post ms | (pre+post)/forward | peak RSS MiB"
+)
+
+
+def best_run(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Of repeated runs of one row, the one with the lowest p50 (other processes only ever add time), with
+    ``p50_runs_ms`` = [min, max] of the successful runs' p50; the last error if every run failed."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[-1]
+    best = dict(min(ok, key=lambda r: r["p50_ms"]))
+    best["p50_runs_ms"] = [min(r["p50_ms"] for r in ok), max(r["p50_ms"] for r in ok)]
+    best["runs"] = len(ok)
+    return best
+
+
+def table(rows: List[Dict[str, Any]]) -> List[str]:
+    """Markdown table of measured rows (failed rows show their error)."""
+    lines = [f"| {_COLUMNS} |", "|---" * (_COLUMNS.count("|") + 1) + "|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(
+                f"| {r['backend']} | {r['device']} | {r['precision']} | {r['network']} | "
+                f"failed: {r['error']} |"
+            )
+            continue
+        share = (r["pre_ms"] + r["post_ms"]) / r["forward_ms"]
+        rss = f"{r['peak_rss_mib']:.0f}" if r.get("peak_rss_mib") is not None else "n/a"
+        if r.get("peak_cuda_mib") is not None:
+            rss += f" (CUDA {r['peak_cuda_mib']:.0f})"
+        spread = r.get("p50_runs_ms")
+        runs = f"{spread[0]:.0f}-{spread[1]:.0f} ({r['runs']})" if spread else "-"
+        lines.append(
+            f"| {r['backend']} | {r['device']} | {r['precision']} | {r['network']} | {r['load_s']:.2f} | "
+            f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {runs} | {r['fps']:.2f} | {r['pre_ms']:.2f} | "
+            f"{r['forward_ms']:.1f} | {r['post_ms']:.2f} | {100 * share:.1f}% | {rss} |"
+        )
+    return lines
+
+
+def verdicts(rows: List[Dict[str, Any]]) -> List[str]:
+    """The issue's CPU targets, per network size where both rows exist."""
+    ok = [r for r in rows if "error" not in r and r["device"] == "cpu"]
+    lines = []
+    for network in sorted({r["network"] for r in ok}, key=lambda s: parse_size(s, "network")):
+        by = {r["backend"]: r for r in ok if r["network"] == network}
+        if "torch" in by and "onnxruntime" in by:
+            ratio = by["onnxruntime"]["fps"] / by["torch"]["fps"]
+            met = "met" if ratio >= ORT_SPEEDUP_TARGET else "NOT met"
+            lines.append(
+                f"- {network}: ONNX Runtime runs {ratio:.2f}x the throughput of eager PyTorch (target >= "
+                f"{ORT_SPEEDUP_TARGET}x: {met})."
+            )
+        shares = ", ".join(
+            f"{b} {100 * (r['pre_ms'] + r['post_ms']) / r['forward_ms']:.1f}%" for b, r in sorted(by.items())
+        )
+        worst = max((r["pre_ms"] + r["post_ms"]) / r["forward_ms"] for r in by.values())
+        met = "met" if worst < PRE_POST_SHARE_TARGET else "NOT met"
+        lines.append(
+            f"- {network}: pre+post-processing is {shares} of the forward pass (target < "
+            f"{100 * PRE_POST_SHARE_TARGET:.0f}%: {met})."
+        )
+    return lines
+
+
+def section(title: str, rows: List[Dict[str, Any]], command: str, notes: List[str]) -> str:
+    lines = [
+        title,
+        "",
+        "DepthEstimator.predict per frame, batch 1: pre-processing (resize of the camera image to the "
+        "network input, float NCHW), the backend's forward pass, post-processing (focal scaling, resize back "
+        "to the image), each timed separately; every row in a fresh process (peak RSS = VmHWM of that "
+        "process).",
+        "",
+        f"- Command: `{command}`",
+        *[f"- {n}" for n in notes],
+        "",
+        *table(rows),
+    ]
+    checks = verdicts(rows)
+    if checks:
+        lines += ["", *checks]
+    return "\n".join(lines) + "\n"
+
+
+def replace_section(text: str, title: str, new: str) -> str:
+    """``text`` with the section ``title`` (up to the next level-2 heading) replaced by ``new``, or with
+    ``new`` appended."""
+    pattern = re.compile(rf"^{re.escape(title)}[ \t]*\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(text):
+        return pattern.sub(lambda _: new + "\n", text, count=1).rstrip("\n") + "\n"
+    if not text.strip():
+        text = "# Results\n"
+    return text.rstrip("\n") + "\n\n" + new
+
+
+# ------------------------------------------------------------------------------------------------- run
+
+
+def run(args: argparse.Namespace, command: Optional[str] = None) -> int:
+    import torch
+
+    sizes = [parse_size(s, "--sizes") for s in args.sizes]
+    image_size = parse_size(args.image_size, "--image-size")
+    if args.iterations < 1 or args.warmup < 0 or args.repeats < 1:
+        raise FgDepthError(
+            "--iterations and --repeats must be >= 1 and --warmup >= 0, got "
+            f"{args.iterations}, {args.repeats}, {args.warmup}"
+        )
+    if args.threads < 0:
+        raise FgDepthError(f"--threads: expected >= 0, got {args.threads}")
+    threads = args.threads or usable_cores()
+    cuda = torch.cuda.is_available() and not args.no_gpu
+    plan = [r for r in CPU_ROWS + (GPU_ROWS if cuda else ()) if r[0] in args.backends]
+    if not plan:
+        raise FgDepthError(f"--backends {' '.join(args.backends)}: nothing to time on this machine")
+    command = command or "fg-depth bench " + " ".join(map(shlex.quote, sys.argv[2:]))
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="fg-depth-bench-") as tmp:
+        work = Path(args.work) if args.work else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        print(f"bench: preparing models for {', '.join(args.sizes)} in {work}", flush=True)
+        models = prepare_models(args.checkpoint, sizes, work, any(b != "torch" for b, _, _ in plan))
+        image = render_camera_image(work / "camera.png", *image_size)
+        runs: Dict[Tuple[Any, ...], List[Dict[str, Any]]] = {}
+        for repeat, size, (backend, device, precision) in (
+            (r, size, row) for r in range(args.repeats) for size in sizes for row in plan
+        ):
+            model = models[size]["pt" if backend == "torch" else "onnx"]
+            spec = {
+                "model": str(model),
+                "backend": backend,
+                "device": device,
+                "precision": precision,
+                "threads": threads,
+                "image": str(image),
+                "iterations": args.iterations,
+                "warmup": args.warmup,
+                "cache_dir": str(work / "tensorrt"),
+            }
+            row = run_row(spec)
+            row.setdefault("backend", backend)
+            row.setdefault("device", device)
+            row.setdefault("precision", precision)
+            row.setdefault("network", f"{size[0]}x{size[1]}")
+            runs.setdefault((size, backend, device, precision), []).append(row)
+            print(f"run {repeat + 1}/{args.repeats}: " + table([row])[2], flush=True)
+        rows = [best_run(r) for r in runs.values()]
+    load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
+    model_name = (
+        f"checkpoint {args.checkpoint}" if args.checkpoint else "random-weight DepthNet (default config)"
+    )
+    notes = [
+        f"Machine: {machine_description()}",
+        f"Date: {datetime.date.today().isoformat()}; {args.iterations} timed predictions after {args.warmup} "
+        f"warm-up runs per row and run, {args.repeats} interleaved runs per row (the table shows the run "
+        f"with the lowest p50); {threads} CPU threads for torch and ONNX Runtime (graph optimisation level "
+        f"ORT_ENABLE_ALL; torch eager under inference_mode); wall time {(time.time() - started) / 60:.1f} "
+        "min",
+        f"Model: {model_name}; camera image {image_size[0]}x{image_size[1]} RGB of the built-in world",
+    ]
+    if load_before and load_after:
+        notes.append(
+            f"1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (a load above the "
+            "core count means other processes shared the CPU)"
+        )
+    cpu_rows = [r for r in rows if r["device"] == "cpu"]
+    gpu_rows = [r for r in rows if r["device"] != "cpu"]
+    print("\n".join(["", *table(rows), "", *verdicts(rows)]))
+    if args.results:
+        path = Path(args.results)
+        text = path.read_text() if path.is_file() else ""
+        if cpu_rows:
+            text = replace_section(text, CPU_SECTION, section(CPU_SECTION, cpu_rows, command, notes))
+        if gpu_rows:
+            text = replace_section(text, GPU_SECTION, section(GPU_SECTION, gpu_rows, command, notes))
+        path.write_text(text)
+        print(f"results -> {path}")
+    return 0
+
+
+def main(
+    argv: Optional[Sequence[str]] = None, results_default: Optional[str] = None, prog: str = "bench"
+) -> int:
+    """Standalone entry point (bench/inference.py)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_arguments(parser, results_default)
+    args = parser.parse_args(argv)
+    try:
+        return run(args, " ".join(["python", prog, *map(shlex.quote, argv)]))
+    except FgDepthError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Deployment: export (ONNX, TensorRT), the inference API (DepthEstimator) and its backends."""

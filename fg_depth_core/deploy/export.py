@@ -1,0 +1,314 @@
+"""Export a trained DepthNet for deployment: an ONNX model that carries its :class:`ModelInfo`, and a TensorRT
+engine built from that ONNX.
+
+The ONNX model: input ``image`` (B,3,H,W) float32 RGB in [0, 1] (the ImageNet normalisation is inside the
+graph), output ``depth`` (B,1,H,W) float32 metres; H and W are fixed at export time, the batch axis is dynamic
+by default; ModelInfo.to_metadata() is stored in ``metadata_props``, so the .onnx file alone runs the node.
+
+Exporter: ``torch.onnx.export(..., dynamo=True)`` (torch.export + onnxscript). The legacy TorchScript exporter
+is deprecated in torch >= 2.9 and, with a dynamic batch, writes a wrong output shape for this network
+((batch, 1, batch, ?) instead of (batch, 1, H, W)); the dynamo exporter gives exact static H, W and a
+symbolic batch. It implements opset 18 and newer; its down-conversion to opset 17 fails on this network
+(no Pad adapter), hence :data:`MIN_OPSET` = 18.
+
+Export size and scale (METHOD.md, Scale). The network is fully convolutional, so it can be exported at
+another size than it was trained at (H and W multiples of 32, at least 64). Deployment resizes every image
+to the export size, which keeps the image's field of view: the export-size network sees the training camera
+as an image W_export pixels wide, whose focal length there is f_export = train_focal * W_export / W_train.
+That value is what the model's ModelInfo stores as train_focal (with width/height = the export size), so
+the runtime's D' = D * f' / train_focal, with f' the camera's focal at the export size, reduces to
+(f_cam / W_cam) / (train_focal / W_train) whatever the export size: the scale follows the camera's field of
+view, as it does at the training size. The width sets the focal ratio (train_focal is a horizontal focal
+length); an export aspect ratio other than the training one stretches the image vertically. How well a
+network does at a size it was not trained at is an accuracy question the export cannot answer: evaluate it.
+
+Precision: the ONNX model is always float32. Half precision is a runtime choice of the engine builder
+(``export_engine(..., precision="fp16")``, see deploy/backends/tensorrt.py) or of ONNX Runtime's TensorRT
+execution provider; ONNX Runtime's CPU provider has few fp16 kernels, so an fp16 .onnx would run slower there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+
+from fg_depth_core.config import INPUT_MULTIPLE, MIN_INPUT_SIZE, PRECISIONS
+from fg_depth_core.deploy.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo, ModelInfoError
+from fg_depth_core.errors import FgDepthError
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: ONNX opsets this exporter writes (see the module docstring for the lower bound).
+MIN_OPSET = 18
+DEFAULT_OPSET = 18
+#: Batch size of the example input when the batch axis is dynamic: torch.export specialises sizes 0 and 1.
+_EXAMPLE_BATCH = 2
+
+
+class ExportError(FgDepthError):
+    """An export could not be done: bad size or opset, an exporter failure, an unwritable output."""
+
+
+# ------------------------------------------------------------------------------------------ pure functions
+
+
+def check_export_size(height: int, width: int) -> None:
+    """Raise ExportError unless ``height`` and ``width`` (pixels) are multiples of 32 and at least 64."""
+
+    def fit(side: int) -> int:
+        return max(MIN_INPUT_SIZE, round(side / INPUT_MULTIPLE) * INPUT_MULTIPLE)
+
+    bad = [
+        (name, value)
+        for name, value in (("height", height), ("width", width))
+        if not isinstance(value, int) or value % INPUT_MULTIPLE or value < MIN_INPUT_SIZE
+    ]
+    if bad:
+        got = ", ".join(f"{name} {value}" for name, value in bad)
+        raise ExportError(
+            f"export size: height and width must be multiples of {INPUT_MULTIPLE} and at least "
+            f"{MIN_INPUT_SIZE} pixels (the encoder downsamples 32x), got {got}; e.g. "
+            + ", ".join(f"{name} {fit(int(value))}" for name, value in bad)
+        )
+
+
+def check_opset(opset: int) -> None:
+    """Raise ExportError unless the exporter can write ``opset`` and the installed onnx knows it."""
+    import onnx.defs
+
+    newest = onnx.defs.onnx_opset_version()
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ExportError(
+            f"opset: expected {MIN_OPSET}..{newest}, got {opset} (the torch.export-based ONNX exporter "
+            f"writes opset >= {MIN_OPSET}; onnx {onnx.__version__} knows up to {newest})"
+        )
+
+
+def export_info(state: Mapping[str, Any], height: int, width: int) -> ModelInfo:
+    """The ModelInfo of a checkpoint's network exported at ``width`` x ``height``: that size, and the
+    training focal length converted to it, f_export = train_focal * width / W_train (module docstring)."""
+    info = ModelInfo.from_checkpoint(state)
+    return dataclasses.replace(
+        info, width=int(width), height=int(height), train_focal=info.train_focal * width / info.width
+    )
+
+
+# ------------------------------------------------------------------------------------------------ ONNX
+
+
+def export_onnx(
+    checkpoint_path: PathLike,
+    out_path: PathLike,
+    height: Optional[int] = None,
+    width: Optional[int] = None,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+) -> ModelInfo:
+    """Export a checkpoint's DepthNet to ONNX at ``width`` x ``height`` (default: its training size).
+
+    Writes ``out_path`` atomically (a failed export leaves no file and keeps an existing one) and returns
+    the ModelInfo stored in it (train_focal at the export size). The batch axis is symbolic ("batch") when
+    ``dynamic_batch``, else fixed at 1.
+    """
+    from fg_depth_core.train.checkpoint import load_model
+
+    out_path = Path(out_path)
+    if height is not None and width is not None:
+        check_export_size(height, width)
+    check_opset(opset)
+    _check_output_path(out_path, checkpoint_path)
+    net, _, state = load_model(checkpoint_path, "cpu")
+    train_w, train_h = (int(v) for v in state["input_size"])
+    height = train_h if height is None else height
+    width = train_w if width is None else width
+    check_export_size(height, width)
+    info = export_info(state, height, width)
+    model = onnx_model(net, height, width, opset, dynamic_batch)
+    write_onnx(model, info, out_path)
+    return info
+
+
+def onnx_model(
+    net: "torch.nn.Module", height: int, width: int, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True
+) -> "onnx.ModelProto":
+    """The ONNX graph of ``net`` (a DepthNet, on CPU) for (B,3,height,width) inputs, without metadata."""
+    import torch
+
+    from fg_depth_core.model import DepthNetExport
+
+    check_export_size(height, width)
+    check_opset(opset)
+    wrapper = DepthNetExport(net.eval())
+    # The values do not shape the graph; a private generator leaves the caller's random stream alone.
+    generator = torch.Generator().manual_seed(0)
+    example = torch.rand(_EXAMPLE_BATCH if dynamic_batch else 1, 3, height, width, generator=generator)
+    dynamic_shapes = {INPUT_NAME: {0: torch.export.Dim("batch", min=1)}} if dynamic_batch else None
+    try:
+        program = torch.onnx.export(
+            wrapper,
+            (example,),
+            None,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamo=True,
+            dynamic_shapes=dynamic_shapes,
+            optimize=True,
+            verbose=False,
+        )
+        model = program.model_proto
+    except Exception as exc:  # the exporter raises many types; the user needs the first lines of it
+        text = str(exc).strip().splitlines()
+        raise ExportError(
+            f"ONNX export at {width}x{height} (opset {opset}) failed: {type(exc).__name__}: "
+            + " / ".join(text[:3])
+        ) from exc
+    return model
+
+
+def write_onnx(model: "onnx.ModelProto", info: ModelInfo, out_path: PathLike) -> Path:
+    """Store ``info`` in ``model.metadata_props`` (replacing earlier fg-depth keys), check the model with
+    onnx.checker and write it to ``out_path`` atomically (temporary file in the same folder, fsync,
+    rename): on any failure no new file appears and an existing one is kept."""
+    import onnx
+
+    out_path = Path(out_path)
+    metadata = info.to_metadata()
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    for key, value in kept + list(metadata.items()):
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = (
+        f"fg-depth DepthNet: {INPUT_NAME} (B,3,{info.height},{info.width}) float32 RGB in [0,1] -> "
+        f"{OUTPUT_NAME} (B,1,{info.height},{info.width}) float32 metres; metadata keys fg_depth.*"
+    )
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # onnx.checker.ValidationError, shape inference errors
+        raise ExportError(f"{out_path}: the exported model fails onnx.checker: {exc}") from None
+    data = model.SerializeToString()
+    try:
+        _write_atomically(out_path, data)
+    except OSError as exc:
+        raise ExportError(f"{out_path}: cannot write the model ({exc})") from None
+    return out_path
+
+
+def read_onnx_info(path: PathLike) -> ModelInfo:
+    """The ModelInfo stored in an fg-depth .onnx file; ModelInfoError naming the file for a missing,
+    unreadable or foreign model (no fg-depth metadata, other tensor names or sizes)."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelInfoError(f"{path}: ONNX model not found")
+    try:
+        # Weights stored outside the file are not needed for the metadata.
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError, onnx's errors, OSError
+        raise ModelInfoError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    info = ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props}, source=str(path))
+    _check_io(model, info, path)
+    return info
+
+
+def _check_io(model: "onnx.ModelProto", info: ModelInfo, path: Path) -> None:
+    """Tensor names and static sizes must be what the metadata says: (B,3,H,W) in, (B,1,H,W) out."""
+    expected = {INPUT_NAME: (3, info.height, info.width), OUTPUT_NAME: (1, info.height, info.width)}
+    initializers = {t.name for t in model.graph.initializer}
+    found = {v.name: v for v in model.graph.input if v.name not in initializers}
+    found.update({v.name: v for v in model.graph.output})
+    for name, (channels, height, width) in expected.items():
+        if name not in found:
+            raise ModelInfoError(
+                f"{path}: expected tensors {INPUT_NAME!r} and {OUTPUT_NAME!r}, found {sorted(found)}"
+            )
+        dims = found[name].type.tensor_type.shape.dim
+        sizes = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+        if len(sizes) != 4 or any(
+            s is not None and s != e for s, e in zip(sizes[1:], (channels, height, width))
+        ):
+            shown = tuple(s if s is not None else "?" for s in sizes)
+            raise ModelInfoError(
+                f"{path}: tensor {name!r} has shape {shown}, but the metadata says "
+                f"(B,{channels},{height},{width})"
+            )
+
+
+# ----------------------------------------------------------------------------------------------- TensorRT
+
+
+def export_engine(
+    checkpoint_path: PathLike,
+    engine_path: PathLike,
+    height: Optional[int] = None,
+    width: Optional[int] = None,
+    precision: str = "fp32",
+    workspace_bytes: Optional[int] = None,
+    timing_cache: Optional[PathLike] = None,
+    onnx_path: Optional[PathLike] = None,
+    opset: int = DEFAULT_OPSET,
+    max_batch: Optional[int] = None,
+) -> ModelInfo:
+    """Export to ONNX (``onnx_path``, default: the engine's path with suffix .onnx, kept as the portable
+    model; dynamic batch) and build a TensorRT engine from it with deploy/backends/tensorrt.py, which writes
+    the ModelInfo beside the engine (``<engine>.json``). ``workspace_bytes``, ``max_batch`` (the largest
+    batch of the engine's optimisation profile): None = that module's defaults. When TensorRT is missing,
+    that module's error (naming what to install) is raised before the (slow) ONNX export."""
+    from fg_depth_core.deploy.backends import tensorrt as trt_backend
+
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if workspace_bytes is not None and workspace_bytes <= 0:
+        raise ExportError(f"workspace: expected a positive number of bytes, got {workspace_bytes}")
+    if max_batch is not None and max_batch < 1:
+        raise ExportError(f"max_batch: expected >= 1, got {max_batch}")
+    engine_path = Path(engine_path)
+    onnx_path = engine_path.with_suffix(".onnx") if onnx_path is None else Path(onnx_path)
+    if onnx_path.resolve() == engine_path.resolve():
+        raise ExportError(f"{engine_path}: the engine and its ONNX model need different paths")
+    if height is not None and width is not None:
+        check_export_size(height, width)
+    check_opset(opset)
+    _check_output_path(engine_path, checkpoint_path)
+    trt_backend.import_tensorrt()
+    info = export_onnx(checkpoint_path, onnx_path, height, width, opset=opset, dynamic_batch=True)
+    extra = {} if max_batch is None else {"max_batch": int(max_batch)}
+    trt_backend.build_engine(onnx_path, engine_path, precision, workspace_bytes, timing_cache, **extra)
+    return info
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def _check_output_path(out_path: Path, checkpoint_path: PathLike) -> None:
+    if out_path.is_dir():
+        raise ExportError(f"{out_path}: is a directory; give the output file's path")
+    if out_path.resolve() == Path(checkpoint_path).resolve():
+        raise ExportError(f"{out_path}: would overwrite the checkpoint; choose another output path")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file 0600; a model is an ordinary file (the node may run as another user).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,187 @@
+"""Online scale correction of a monocular depth network from the stereo pair it runs on (``scale_source:
+stereo`` of depth_node). ROS-free: numpy, OpenCV and fg_depth_core only, tested without ROS.
+
+METHOD.md (Scale): a stereo-trained network predicts metric depth for its training camera, and on another
+camera the node already applies the focal-length factor f' / f_train. What that factor cannot know (another
+baseline seen in training, another lens, a domain gap) shows up as a global scale error. On a stereo rig the
+same pair also gives a metric depth by semi-global matching, Z_s = f * B / d, sparse and noisy but unbiased
+where it is valid. One measurement is the robust median of Z_s / Z_pred over pixels where both are valid and
+Z_s lies in a trusted range (SGBM's depth error grows with Z^2, so far pixels are left out); measurements are
+smoothed over time with an exponential moving average and clamped, so that one bad pair (a blank wall,
+motion blur) cannot swing the output.
+
+Units: depths in metres, disparities in pixels, focal lengths in pixels, baselines in metres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from fg_depth_core.config import SgbmConfig
+from fg_depth_core.errors import FgDepthError
+
+
+class ScaleError(FgDepthError, ValueError):
+    """Invalid scale estimator settings or inputs; the message names the value."""
+
+
+@dataclass(frozen=True)
+class ScaleSettings:
+    """How stereo scale measurements are taken and smoothed.
+
+    ema: weight of a new measurement in the moving average, in (0, 1] (1 = no smoothing).
+    minimum, maximum: clamp of the smoothed scale (dimensionless, minimum < maximum).
+    min_depth, max_depth: stereo depths (metres) outside this range are not used.
+    min_valid_fraction: a measurement needs at least this fraction of the pixels valid, in (0, 1].
+    """
+
+    ema: float = 0.2
+    minimum: float = 0.5
+    maximum: float = 2.0
+    min_depth: float = 0.5
+    max_depth: float = 30.0
+    min_valid_fraction: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.ema <= 1.0:
+            raise ScaleError(f"scale.ema: expected a weight in (0, 1], got {self.ema}")
+        if not 0.0 < self.minimum < self.maximum or not np.isfinite(self.maximum):
+            raise ScaleError(
+                f"scale.min/scale.max: expected 0 < min < max (finite), got {self.minimum}, {self.maximum}"
+            )
+        if not 0.0 <= self.min_depth < self.max_depth or not np.isfinite(self.max_depth):
+            raise ScaleError(
+                f"scale depth range: expected 0 <= min < max metres (finite), got {self.min_depth}, "
+                f"{self.max_depth}"
+            )
+        if not 0.0 < self.min_valid_fraction <= 1.0:
+            raise ScaleError(
+                f"scale.min_valid_fraction: expected a fraction in (0, 1], got {self.min_valid_fraction}"
+            )
+
+
+def scale_measurement(
+    stereo_depth: np.ndarray,
+    predicted_depth: np.ndarray,
+    min_depth: float,
+    max_depth: float,
+    min_valid_fraction: float,
+) -> Optional[float]:
+    """One scale measurement: median of stereo_depth / predicted_depth (both (H,W) metres, same size) over
+    pixels where the prediction is finite and > 0 and the stereo depth is finite and in [min_depth,
+    max_depth]. None when fewer than ``min_valid_fraction`` of the pixels qualify (no measurement)."""
+    stereo = np.asarray(stereo_depth, dtype=np.float64)
+    predicted = np.asarray(predicted_depth, dtype=np.float64)
+    if stereo.shape != predicted.shape or stereo.ndim != 2:
+        raise ScaleError(
+            f"scale measurement: stereo depth {stereo.shape} and prediction {predicted.shape} must be the "
+            "same (H,W)"
+        )
+    with np.errstate(invalid="ignore"):
+        valid = (
+            np.isfinite(stereo)
+            & (stereo >= min_depth)
+            & (stereo <= max_depth)
+            & np.isfinite(predicted)
+            & (predicted > 0)
+        )
+    count = int(valid.sum())
+    if count == 0 or count < min_valid_fraction * valid.size:
+        return None
+    return float(np.median(stereo[valid] / predicted[valid]))
+
+
+class ScaleEstimator:
+    """The smoothed, clamped scale: ``update(measurement)`` after each stereo measurement, ``value`` to
+    multiply depths with. Starts at 1 (no correction); the first measurement replaces it (there is nothing
+    to smooth against yet), later ones enter the moving average. Not thread-safe: one owner updates it.
+
+    Attributes: value (the current scale), measurements (measurements used), rejected (updates without a
+    measurement), last_measurement (the newest raw measurement, None before the first).
+    """
+
+    def __init__(self, settings: ScaleSettings) -> None:
+        self.settings = settings
+        self.value = 1.0
+        self.measurements = 0
+        self.rejected = 0
+        self.last_measurement: Optional[float] = None
+
+    def update(self, measurement: Optional[float]) -> float:
+        """Fold ``measurement`` (None or non-finite/non-positive = no measurement) into the scale; returns
+        the new value."""
+        if measurement is None or not np.isfinite(measurement) or measurement <= 0:
+            self.rejected += 1
+            return self.value
+        s = self.settings
+        self.last_measurement = float(measurement)
+        if self.measurements == 0:
+            smoothed = float(measurement)
+        else:
+            smoothed = (1.0 - s.ema) * self.value + s.ema * float(measurement)
+        self.value = float(np.clip(smoothed, s.minimum, s.maximum))
+        self.measurements += 1
+        return self.value
+
+
+# ------------------------------------------------------------------------------------------------ SGBM
+
+
+def fit_num_disparities(requested: int, width: int) -> int:
+    """The SGBM search range for an image ``width`` pixels wide: ``requested`` (a positive multiple of 16),
+    lowered to the largest multiple of 16 below width / 2 so that most of the image can be matched (SGBM
+    cannot match the leftmost num_disparities columns). At least 16."""
+    if requested <= 0 or requested % 16:
+        raise ScaleError(f"scale.num_disparities: expected a positive multiple of 16, got {requested}")
+    fitting = (max(width // 2 - 1, 16) // 16) * 16
+    return max(16, min(int(requested), fitting))
+
+
+class StereoDepth:
+    """Metric depth of a rectified pair by OpenCV StereoSGBM (fg_depth_core.teachers.sgm's matcher and
+    conventions), for scale measurements. ``num_disparities`` is fitted to each image width
+    (:func:`fit_num_disparities`); matchers are cached per fitted value."""
+
+    def __init__(
+        self, num_disparities: int = SgbmConfig().num_disparities, sgbm: Optional[SgbmConfig] = None
+    ) -> None:
+        fit_num_disparities(num_disparities, 10**6)  # validate now, not at the first frame
+        self.num_disparities = int(num_disparities)
+        self.sgbm = sgbm or SgbmConfig()
+        self._matchers: dict = {}
+
+    def _matcher(self, width: int):
+        from dataclasses import replace
+
+        from fg_depth_core.teachers.sgm import create_matcher
+
+        n = fit_num_disparities(self.num_disparities, width)
+        if n not in self._matchers:
+            self._matchers[n] = create_matcher(replace(self.sgbm, num_disparities=n))
+        return self._matchers[n]
+
+    def depth(self, left: np.ndarray, right: np.ndarray, focal: float, baseline: float) -> np.ndarray:
+        """(H,W) float32 metres from (H,W,3) uint8 RGB left/right views of a rig with ``focal`` (pixels, at
+        this size) and ``baseline`` (metres); NaN where SGBM found no match."""
+        import cv2
+        import torch
+
+        from fg_depth_core.geometry import depth_from_disparity
+        from fg_depth_core.teachers.sgm import sgbm_disparity
+
+        if left.shape != right.shape or left.ndim != 3 or left.shape[2] != 3:
+            raise ScaleError(
+                f"stereo depth: expected two (H,W,3) views of one size, got {left.shape}, {right.shape}"
+            )
+        if not (np.isfinite(focal) and focal > 0 and np.isfinite(baseline) and baseline > 0):
+            raise ScaleError(
+                f"stereo depth: need focal > 0 pixels and baseline > 0 metres, got {focal}, {baseline}"
+            )
+        gray = [cv2.cvtColor(np.ascontiguousarray(v), cv2.COLOR_RGB2GRAY) for v in (left, right)]
+        disparity = sgbm_disparity(self._matcher(left.shape[1]), gray[0], gray[1])
+        with torch.no_grad():
+            depth, valid = depth_from_disparity(torch.from_numpy(disparity)[None, None], focal, baseline)
+        return np.where(valid[0, 0].numpy(), depth[0, 0].numpy(), np.float32(np.nan)).astype(np.float32)
