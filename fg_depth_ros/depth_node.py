@@ -589,10 +589,14 @@ class DepthNode(Node):
         return True
 
     def destroy_node(self) -> None:
-        """Stop the workers (after their current frame), then destroy the node."""
+        """Stop the workers (after their current frame), release the model, then destroy the node."""
         for worker in (self._worker, self._scale_worker):
             if worker is not None:
                 worker.stop()
+        # Free the model (and its runtime's thread pool) now, not whenever the garbage collector breaks the
+        # node's reference cycles: that may happen in a process forked later (multiprocessing, DataLoader),
+        # where destroying ONNX Runtime's thread-pool state inherited from this process hangs for ever.
+        self.estimator = None
         super().destroy_node()
 
 

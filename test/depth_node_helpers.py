@@ -3,6 +3,7 @@ of the image, camera messages, and a harness that runs a DepthNode with a listen
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections import defaultdict
@@ -170,6 +171,8 @@ class Harness:
         self.executor.shutdown()
         self.tester.destroy_node()
         self.node.destroy_node()
+        # Collect the nodes' reference cycles here rather than in a process that a later test forks.
+        gc.collect()
 
 
 def make_context():
