@@ -19,12 +19,12 @@ name and renamed, and the left image last, so a pair whose left image exists is 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from fg_depth_core.atomic_io import atomic_write_bytes
 from fg_depth_core.camera import CameraError, Intrinsics, StereoRig
 from fg_depth_core.data.base import DatasetError, RawPair, StereoDataset
 from fg_depth_core.image_io import read_stereo_pair
@@ -291,16 +291,8 @@ class StereoFolder(StereoDataset):
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename (never half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically; no fsync: rendered data can be rendered again."""
+    atomic_write_bytes(path, data, fsync=False)
 
 
 def _png_bytes(rgb: np.ndarray) -> bytes:

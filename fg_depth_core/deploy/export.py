@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
+from fg_depth_core.atomic_io import atomic_write_bytes
 from fg_depth_core.config import INPUT_MULTIPLE, MIN_INPUT_SIZE, PRECISIONS
 from fg_depth_core.deploy.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo, ModelInfoError
 from fg_depth_core.errors import FgDepthError
@@ -195,7 +195,7 @@ def write_onnx(model: "onnx.ModelProto", info: ModelInfo, out_path: PathLike) ->
         raise ExportError(f"{out_path}: the exported model fails onnx.checker: {exc}") from None
     data = model.SerializeToString()
     try:
-        _write_atomically(out_path, data)
+        atomic_write_bytes(out_path, data)
     except OSError as exc:
         raise ExportError(f"{out_path}: cannot write the model ({exc})") from None
     return out_path
@@ -293,22 +293,3 @@ def _check_output_path(out_path: Path, checkpoint_path: PathLike) -> None:
         raise ExportError(f"{out_path}: is a directory; give the output file's path")
     if out_path.resolve() == Path(checkpoint_path).resolve():
         raise ExportError(f"{out_path}: would overwrite the checkpoint; choose another output path")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; a model is an ordinary file (the node may run as another user).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from fg_depth_core import __version__
+from fg_depth_core.atomic_io import atomic_write_with
 from fg_depth_core.teachers.base import Teacher, TeacherError, TeacherOutput, check_pair
 
 FLOW_DTYPES = ("float32", "float16")
@@ -135,17 +135,10 @@ class CachedTeacher(Teacher):
     def _store(self, key: str, flow: torch.Tensor, valid: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
         flow_np = flow.detach().to("cpu", torch.float32).numpy().astype(self.flow_dtype)
         valid_np = valid.detach().cpu().numpy().astype(bool)
-        path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, flow=flow_np, valid=valid_np)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # No fsync: a lost cache entry is recomputed, while a sync per sample would slow the first epoch.
+        atomic_write_with(
+            self.path_for(key), lambda f: np.savez(f, flow=flow_np, valid=valid_np), fsync=False
+        )
         return flow_np, valid_np
 
     @staticmethod

@@ -12,13 +12,13 @@ A checkpoint is a dict saved with torch.save:
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
 import torch
 
 from fg_depth_core import __version__
+from fg_depth_core.atomic_io import atomic_write_with
 from fg_depth_core.config import Config, ConfigError, config_from_dict
 from fg_depth_core.errors import FgDepthError
 
@@ -35,22 +35,8 @@ def save_checkpoint(path: Union[str, os.PathLike], state: Dict[str, Any]) -> Non
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{path}: checkpoint state lacks {missing}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({**state, "version": __version__}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; a checkpoint is an ordinary file, so give it the umask's mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    payload = {**state, "version": __version__}
+    atomic_write_with(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") -> Dict[str, Any]:

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from fg_depth_core.atomic_io import atomic_write_bytes
 from fg_depth_core.config import PRECISIONS
 from fg_depth_core.deploy.backends.base import (
     INSTALL_HINTS,
@@ -159,7 +158,7 @@ def write_engine_info(
         "tensorrt_version": str(trt_version),
         "onnx_sha256": onnx_digest,
     }
-    _atomic_write(path, (json.dumps(data, indent=1) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
     return path
 
 
@@ -257,24 +256,6 @@ def onnx_to_fp16(model: "Any") -> "Any":
     return out
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file 0600; engines are ordinary files (the node may run as another user).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ------------------------------------------------------------------------------------- with TensorRT
 
 
@@ -349,9 +330,9 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BackendError(f"{onnx_path}: TensorRT failed to build a {precision} engine (see its log above)")
-    _atomic_write(engine_path, bytes(serialized))
+    atomic_write_bytes(engine_path, bytes(serialized))
     if timing_cache_path:
-        _atomic_write(timing_cache_path, bytes(config.get_timing_cache().serialize()))
+        atomic_write_bytes(timing_cache_path, bytes(config.get_timing_cache().serialize()))
     write_engine_info(engine_path, info, precision, trt.__version__, digest)
     return engine_path
 
