@@ -179,17 +179,11 @@ def machine() -> str:
     """nproc, CPU model, Python and torch versions."""
     import torch
 
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from fg_depth_core.commands.bench import cpu_model, usable_cores
+
     return (
-        f"{cores} CPU cores (nproc), {model}; Python {platform.python_version()}, torch {torch.__version__} "
+        f"{usable_cores()} CPU cores (nproc), {cpu_model()}; "
+        f"Python {platform.python_version()}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads)"
     )
 

@@ -364,7 +364,7 @@ def test_build_engine_precision_timing_cache_profile_and_metadata(
 # ------------------------------------------------------------------------------------------ the engine run
 
 
-@pytest.mark.skipif(not HAVE_TENSORRT, reason="TensorRT is not installable on this machine")
+@pytest.mark.skipif(not HAVE_TENSORRT, reason="TensorRT is not installed (not installable on CI)")
 def test_engine_build_cache_and_run_match_onnxruntime(onnx_path, tmp_path):
     backend = trt_backend.TensorRTBackend(onnx_path, "cuda", "fp32", cache_dir=tmp_path)
     engines = sorted(tmp_path.glob("*.engine"))

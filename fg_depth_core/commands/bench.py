@@ -120,6 +120,17 @@ def parse_size(text: str, what: str) -> Tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() where that is unavailable)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -296,15 +307,7 @@ def machine_description() -> str:
     """Cores, CPU model, Python and library versions."""
     import torch
 
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    parts = [f"{usable_cores()} CPU cores (nproc), {model}", f"Python {platform.python_version()}"]
+    parts = [f"{usable_cores()} CPU cores (nproc), {cpu_model()}", f"Python {platform.python_version()}"]
     parts.append(f"torch {torch.__version__}")
     try:
         import onnxruntime
