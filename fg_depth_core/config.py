@@ -30,7 +30,9 @@ ENCODERS = ("resnet18", "resnet34", "resnet50")
 TEACHER_METHODS = ("sgbm", "raft_small", "raft_large")
 PHOTOMETRIC_MASKS = ("none", "auto", "flow_prior")
 DR_PENALTIES = ("log_l1", "l1", "inv_l1", "berhu")
-DATASETS = ("synth", "kitti", "folder")
+DATASETS = ("synth", "kitti", "folder", "bag")
+#: Rectification of bag images: "auto" when CameraInfo D or R say they are raw, or forced on or off.
+RECTIFY_MODES = ("auto", "always", "never")
 #: The encoder halves the resolution five times, so input sides must be multiples of 2^5.
 INPUT_MULTIPLE = 32
 #: Reflection padding needs at least 2 pixels at the coarsest (1/32) level, so sides must be >= 64.
@@ -45,11 +47,14 @@ PRECISIONS = ("fp32", "fp16")
 class ModelConfig:
     """DepthNet: ResNet encoder + multi-scale decoder predicting metric depth."""
 
+    #: ResNet depth of the encoder (torchvision architecture); encoder_weights must be for the same one.
     encoder: str = "resnet18"
     #: "none" (random init, works offline), "imagenet" (torchvision cache only) or a path to a state dict.
     encoder_weights: str = "none"
-    #: Depth range (metres) that the sigmoid disparity is mapped into.
+    #: Near end (metres) of the output depth range: the sigmoid maps linearly to disparity in
+    #: [1/max_depth, 1/min_depth], sigmoid 1 -> min_depth.
     min_depth: float = 0.1
+    #: Far end (metres) of the output depth range (sigmoid 0).
     max_depth: float = 100.0
     #: Number of output scales (full, 1/2, 1/4, 1/8 resolution).
     num_scales: int = 4
@@ -83,14 +88,22 @@ class SgbmConfig:
     #: Disparity search range; SGBM cannot match the leftmost num_disparities columns. 96 covers depths from
     #: 2.1 m at 640 px KITTI-like width (f*B = 200 px*m); raise it for wider images or closer scenes.
     num_disparities: int = 96
+    #: Side (pixels, odd) of the matched block; larger is smoother and less noisy but blurs edges.
     block_size: int = 5
-    #: P1 = p1_factor * channels * block_size^2, P2 likewise (OpenCV's documented recipe).
+    #: P1 = p1_factor * channels * block_size^2 (OpenCV's documented recipe; channels = 1, grayscale): the
+    #: smoothness penalty for a disparity change of 1 px between neighbours.
     p1_factor: int = 8
+    #: P2 = p2_factor * channels * block_size^2: the penalty for larger disparity jumps (needs P2 > P1).
     p2_factor: int = 32
+    #: Margin (percent) by which the best match cost must beat the second best; else the pixel is a hole.
     uniqueness_ratio: int = 10
+    #: Largest connected region (pixels) of similar disparity treated as a speckle and invalidated; 0 = off.
     speckle_window_size: int = 100
+    #: Largest disparity variation (pixels) within one connected region in the speckle filter.
     speckle_range: int = 2
+    #: Largest difference (pixels) allowed by the left-right disparity consistency check; < 0 disables it.
     disp12_max_diff: int = 1
+    #: The x-derivative prefiltered image is clipped to [-pre_filter_cap, pre_filter_cap] before matching.
     pre_filter_cap: int = 63
     #: "sgbm" (5 paths), "hh" (8 paths), "sgbm_3way" or "hh4".
     mode: str = "sgbm_3way"
@@ -129,6 +142,8 @@ class RaftConfig:
 class TeacherConfig:
     """The pretrained correspondence teacher that guides training."""
 
+    #: "sgbm" (OpenCV semi-global matching on the CPU, no weights: the offline default), "raft_small" or
+    #: "raft_large" (torchvision RAFT optical flow, see weights).
     method: str = "sgbm"
     #: For RAFT: a state-dict file, "cache" (torchvision's hub cache, never downloads) or "none" (random).
     weights: str = "cache"
@@ -164,12 +179,18 @@ class LossConfig:
     preset: str = "fgdepth"
     #: Weight of SSIM in pe = alpha * (1 - SSIM) / 2 + (1 - alpha) * L1.
     ssim_alpha: float = 0.85
+    #: Mask M of L_ph: "auto" (M_p, Monodepth2's auto-mask), "flow_prior" (M_fp, needs the teacher) or
+    #: "none" (every pixel the depth warp keeps in view).
     photometric_mask: str = "flow_prior"
     #: delta of M_fp: teacher pseudo depth (metres) at or above which a pixel is dropped.
     prior_mask_max_depth: float = 80.0
+    #: Add the depth regression L_dr: DepthNet depth against the teacher's pseudo depth, over M_fp.
     use_dr: bool = True
+    #: Add the flow-guided photometric loss L_fp: the depth warp against the teacher's flow warp, over M_fp.
     use_fp: bool = True
+    #: Weight of L_dr in L_fd = lambda_dr * L_dr + lambda_fp * L_fp.
     lambda_dr: float = 1.0
+    #: Weight of L_fp in L_fd.
     lambda_fp: float = 1.0
     #: rho of L_dr: log(1+|x|) on depth, L1 on depth, L1 on inverse depth, or berHu on depth.
     dr_penalty: str = "log_l1"
@@ -215,9 +236,13 @@ class AugmentConfig:
     flip_prob: float = 0.5
     #: Probability of colour jitter (same parameters for both views).
     jitter_prob: float = 0.8
+    #: Brightness factor drawn from [max(0, 1 - brightness), 1 + brightness].
     brightness: float = 0.2
+    #: Contrast factor drawn from [max(0, 1 - contrast), 1 + contrast] (blend with both views' grey mean).
     contrast: float = 0.2
+    #: Saturation factor drawn from [max(0, 1 - saturation), 1 + saturation].
     saturation: float = 0.2
+    #: Hue shift drawn from [-hue, hue], in turns of the colour wheel (0.5 = half a turn).
     hue: float = 0.1
 
     def validate(self, where: str) -> None:
@@ -245,10 +270,13 @@ class SynthConfig:
     height: int = 192
     #: Focal length (pixels) at ``width``; 720 px at 1242 px is KITTI's.
     focal: float = 371.0
+    #: Stereo baseline (metres): the right camera sits at +baseline along x; 0.54 m is KITTI's.
     baseline: float = 0.54
     #: Frames per split and the seed of split 0; splits use disjoint scene seeds.
     train_frames: int = 200
+    #: Frames of the val split (validation during training).
     val_frames: int = 20
+    #: Frames of the test split (scored against ground-truth depth by fg-depth eval).
     test_frames: int = 40
     seed: int = 0
     #: The right camera's exposure: gain drawn from [1 - right_gain_range, 1 + right_gain_range].
@@ -278,21 +306,82 @@ class SynthConfig:
 
 
 @dataclass
+class BagConfig:
+    """Training pairs from a rosbag2 recording (data.dataset "bag", data.path the bag folder or file)."""
+
+    #: Image topic (sensor_msgs/Image or CompressedImage) of the left camera; required for the "bag" dataset.
+    left_topic: str = ""
+    #: Image topic of the right camera, likewise.
+    right_topic: str = ""
+    #: The left camera's CameraInfo topic; "" = the image topic's sibling "camera_info" (/cam0/image_raw ->
+    #: /cam0/camera_info, /left/image_raw/compressed -> /left/camera_info).
+    left_info_topic: str = ""
+    #: The right camera's CameraInfo topic; "" = derived from right_topic as for left_info_topic.
+    right_info_topic: str = ""
+    #: Left and right images pair when their header stamps differ by at most this (seconds).
+    slop: float = 0.01
+    #: Use every stride-th pair, from ``start`` seconds after the first pair for ``duration`` seconds
+    #: (0 = to the end), at most max_frames pairs (0 = all).
+    stride: int = 1
+    start: float = 0.0
+    duration: float = 0.0
+    max_frames: int = 0
+    #: The last val_fraction of the selected pairs (in time) validate; the rest train.
+    val_fraction: float = 0.1
+    #: "auto" rectifies raw images (CameraInfo D != 0 or R != I), "always" or "never" force it.
+    rectify: str = "auto"
+    #: Cut rectified pairs to the rectangle both views fill (no black borders).
+    crop: bool = True
+
+    def validate(self, where: str) -> None:
+        _choice(where, "rectify", self.rectify, RECTIFY_MODES)
+        if self.slop < 0:
+            raise ConfigError(f"{where}.slop: expected seconds >= 0, got {self.slop}")
+        for key in ("start", "duration"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{where}.{key}: expected seconds >= 0, got {getattr(self, key)}")
+        if self.stride < 1:
+            raise ConfigError(f"{where}.stride: expected >= 1, got {self.stride}")
+        if self.max_frames < 0:
+            raise ConfigError(f"{where}.max_frames: expected >= 0 (0 = all), got {self.max_frames}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"{where}.val_fraction: expected a value in (0, 1), got {self.val_fraction}")
+
+    def require_topics(self, where: str) -> None:
+        """Raise unless both image topics are set (the "bag" dataset needs them)."""
+        for key, flag in (("left_topic", "--left"), ("right_topic", "--right")):
+            if not getattr(self, key):
+                raise ConfigError(
+                    f"{where}.{key}: the 'bag' dataset needs the {key.split('_')[0]} image topic; set it or "
+                    f"pass {flag} TOPIC (fg-depth bag-info BAG lists the topics)"
+                )
+
+
+@dataclass
 class DataConfig:
     """Where training and validation pairs come from and the network input size."""
 
-    #: "synth" (built-in world), "kitti" (KITTI raw layout) or "folder" (stereo folder with calib.yaml).
+    #: "synth" (built-in world), "kitti" (KITTI raw layout), "folder" (stereo folder with calib.yaml) or
+    #: "bag" (a rosbag2 recording, see data.bag).
     dataset: str = "synth"
-    #: Dataset root; for "synth" a directory the world is rendered into ("" = <run dir>/synth).
+    #: Dataset root; for "synth" a directory the world is rendered into ("" = <run dir>/synth); for "bag"
+    #: the bag (folder with metadata.yaml, or one .mcap / .db3 file).
     path: str = ""
-    #: Split files (one frame per line, dataset-specific format); "" = the dataset's default.
+    #: Training split file (one frame per line, dataset-specific format); "" = the dataset's default
+    #: (KITTI: Eigen-Zhou train; folder: every pair; bag: the earlier pairs). "synth" ignores split files.
     train_split: str = ""
+    #: Validation split file, same format; "" = the dataset's default (KITTI: Eigen-Zhou val; folder: every
+    #: pair; bag: its last val_fraction).
     val_split: str = ""
-    #: Network input size (pixels); both must be multiples of 32.
+    #: Network input width (pixels); every dataset's samples come at width x height.
     width: int = 640
+    #: Network input height (pixels).
     height: int = 192
+    #: DataLoader worker processes for training, validation and evaluation (0 = the main process); with the
+    #: "sgbm" teacher also the processes that fill the teacher cache.
     num_workers: int = 2
     synth: SynthConfig = field(default_factory=SynthConfig)
+    bag: BagConfig = field(default_factory=BagConfig)
 
     def validate(self, where: str) -> None:
         _choice(where, "dataset", self.dataset, DATASETS)
@@ -306,13 +395,19 @@ class DataConfig:
         if self.num_workers < 0:
             raise ConfigError(f"{where}.num_workers: expected >= 0, got {self.num_workers}")
         self.synth.validate(f"{where}.synth")
+        self.bag.validate(f"{where}.bag")
+        if self.dataset == "bag":
+            self.bag.require_topics(f"{where}.bag")
 
 
 @dataclass
 class TrainConfig:
     """The optimisation loop, checkpoints and logs."""
 
+    #: Stereo pairs per step and per process (with torchrun N processes the effective batch is N times it);
+    #: validation uses the same batch size.
     batch_size: int = 8
+    #: Adam's initial learning rate (decayed at lr_milestones).
     learning_rate: float = 1e-4
     #: Total optimiser steps.
     max_steps: int = 20000
@@ -321,14 +416,19 @@ class TrainConfig:
     lr_gamma: float = 0.1
     #: Gradient-norm clipping; <= 0 disables it.
     grad_clip: float = 0.0
+    #: Seeds Python, NumPy and torch, the sample order and each step's augmentation (a resumed run sees the
+    #: same batches as an uninterrupted one).
     seed: int = 0
     #: "auto" (CUDA when available), "cpu" or "cuda".
     device: str = "auto"
     #: Mixed precision (bfloat16/float16 autocast); used on CUDA only.
     amp: bool = True
-    #: Steps between checkpoints (RUN_DIR/last.pt), validations (best.pt) and log lines.
+    #: Steps between checkpoints (RUN_DIR/last.pt; also written at the end and on Ctrl-C/SIGTERM).
     checkpoint_every: int = 500
+    #: Steps between validations (val loss, and abs_rel where the val set has depth ground truth; the best
+    #: one updates RUN_DIR/best.pt); also run at max_steps.
     val_every: int = 500
+    #: Steps between log lines and TensorBoard scalars (means over those steps).
     log_every: int = 50
     #: Steps between TensorBoard image grids; <= 0 disables them.
     image_every: int = 500
@@ -350,8 +450,12 @@ class TrainConfig:
 class EvalConfig:
     """The evaluation protocol (METHOD.md, Evaluation)."""
 
+    #: Ground-truth depths (metres) below this are ignored, and predictions are clamped up to it.
     min_depth: float = 1e-3
+    #: Ground-truth depths (metres) above this are ignored, and predictions are clamped down to it.
     max_depth: float = 80.0
+    #: Score only inside Garg's crop of the ground truth (rows 40.8-99.2 %, columns 3.6-96.4 %), as the
+    #: KITTI Eigen protocol does.
     garg_crop: bool = True
     #: Scale each prediction by median(gt) / median(pred): for monocular-trained models only.
     median_scaling: bool = False

@@ -8,15 +8,17 @@ Pure functions of messages and arrays; the node, the player and the tests share 
 - A bad message raises :class:`ConversionError` whose text starts with ``what`` (e.g. the topic name) and
   names the field and the problem, so that the node can log it and drop the frame.
 
-The maths (back-projection, depth -> disparity, scaling of intrinsics) is fg_depth_core's: this module only
-moves numbers between messages and arrays.
+Message fields that need no ROS types to read (images, camera infos) are decoded by
+fg_depth_core.camera_msgs, which training from bags shares; they are re-exported here. The maths
+(back-projection, depth -> disparity, scaling of intrinsics) is fg_depth_core's: this module only moves
+numbers between messages and arrays.
 """
 
 from __future__ import annotations
 
 import array
 import sys
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,23 +26,18 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOf
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-from fg_depth_core.camera import CameraError, Intrinsics, StereoRig
-from fg_depth_core.errors import FgDepthError
+from fg_depth_core.camera import Intrinsics
+from fg_depth_core.camera_msgs import (  # noqa: F401  (re-exported: the node and tests import them here)
+    RGB_ENCODINGS,
+    ConversionError,
+    camera_info_to_intrinsics,
+    image_rows,
+    image_to_rgb,
+    stereo_rig_from_infos,
+    what_prefix,
+)
 from fg_depth_core.geometry import backproject, disparity_from_depth
 
-
-class ConversionError(FgDepthError, ValueError):
-    """A message cannot be converted; the text names the message (topic), the field and the problem."""
-
-
-#: 8-bit encodings image_to_rgb reads: channels per pixel and the index of R, G, B in each pixel.
-RGB_ENCODINGS: Dict[str, Tuple[int, Tuple[int, int, int]]] = {
-    "rgb8": (3, (0, 1, 2)),
-    "bgr8": (3, (2, 1, 0)),
-    "rgba8": (4, (0, 1, 2)),
-    "bgra8": (4, (2, 1, 0)),
-    "mono8": (1, (0, 0, 0)),
-}
 DEPTH_ENCODING = "32FC1"
 #: REP 118's other depth encoding: unsigned millimetres, 0 = unknown (read by image_to_depth only).
 DEPTH_MM_ENCODING = "16UC1"
@@ -48,10 +45,6 @@ DEPTH_MM_ENCODING = "16UC1"
 FLOAT32 = PointField.FLOAT32
 UINT32 = PointField.UINT32
 _BIG_ENDIAN = sys.byteorder == "big"
-
-
-def _prefix(what: str) -> str:
-    return f"{what}: " if what else ""
 
 
 def _bytes_field(buffer: np.ndarray) -> array.array:
@@ -62,53 +55,6 @@ def _bytes_field(buffer: np.ndarray) -> array.array:
     out = array.array("B")
     out.frombytes(np.ascontiguousarray(buffer).view(np.uint8).reshape(-1))
     return out
-
-
-def _rows(msg: Image, channels: int, itemsize: int, what: str) -> np.ndarray:
-    """The pixel rows of ``msg`` as an (H, W * channels * itemsize) uint8 view of msg.data (no copy),
-    after checking size, step and data length."""
-    width, height, step = int(msg.width), int(msg.height), int(msg.step)
-    if width <= 0 or height <= 0:
-        raise ConversionError(f"{_prefix(what)}image size is {width}x{height}: width and height must be > 0")
-    row_bytes = width * channels * itemsize
-    if step < row_bytes:
-        raise ConversionError(
-            f"{_prefix(what)}step is {step} bytes but a {msg.encoding} row of {width} pixels needs "
-            f"{row_bytes} (width * {channels * itemsize})"
-        )
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size < step * height:
-        raise ConversionError(
-            f"{_prefix(what)}data holds {data.size} bytes, fewer than step * height = {step} * {height} = "
-            f"{step * height}"
-        )
-    # Rows may be padded (step > row_bytes): slice them off per row instead of copying.
-    return data[: step * height].reshape(height, step)[:, :row_bytes]
-
-
-def image_to_rgb(msg: Image, what: str = "") -> np.ndarray:
-    """(H,W,3) uint8 RGB pixels of an rgb8, bgr8, rgba8, bgra8 or mono8 ``msg`` (any step/row padding).
-
-    rgb8 and rgba8 come back as views of msg.data (no copy; copy before writing into them), the others as
-    new arrays (channel order or grey replication needs one). ``what`` prefixes error messages (the topic).
-    Raises ConversionError for an unsupported encoding, a zero size, a step shorter than a row or data shorter
-    than step * height. is_bigendian is irrelevant for 8-bit data.
-    """
-    encoding = str(msg.encoding).lower()
-    if encoding not in RGB_ENCODINGS:
-        raise ConversionError(
-            f"{_prefix(what)}unsupported image encoding {msg.encoding!r}; "
-            f"supported: {', '.join(RGB_ENCODINGS)}"
-        )
-    channels, order = RGB_ENCODINGS[encoding]
-    rows = _rows(msg, channels, 1, what)
-    pixels = rows.reshape(int(msg.height), int(msg.width), channels)
-    if encoding == "mono8":
-        return np.repeat(pixels, 3, axis=2)
-    if order == (0, 1, 2):
-        return pixels[:, :, :3]
-    # A reversed-stride view would be rejected by torch.from_numpy downstream: copy into RGB order.
-    return np.ascontiguousarray(pixels[:, :, list(order)])
 
 
 def rgb_to_image(rgb: np.ndarray, header: Header, encoding: str = "rgb8") -> Image:
@@ -178,10 +124,10 @@ def image_to_depth(msg: Image, what: str = "") -> np.ndarray:
         dtype = np.dtype(">u2" if msg.is_bigendian else "<u2")
     else:
         raise ConversionError(
-            f"{_prefix(what)}unsupported depth encoding {msg.encoding!r}; supported: "
+            f"{what_prefix(what)}unsupported depth encoding {msg.encoding!r}; supported: "
             f"{DEPTH_ENCODING} (metres), {DEPTH_MM_ENCODING} (millimetres)"
         )
-    rows = _rows(msg, 1, dtype.itemsize, what)
+    rows = image_rows(msg, 1, dtype.itemsize, what)
     values = np.ascontiguousarray(rows).view(dtype).reshape(int(msg.height), int(msg.width))
     if encoding == DEPTH_MM_ENCODING:
         metres = values.astype(np.float32) / np.float32(1000.0)
@@ -190,92 +136,6 @@ def image_to_depth(msg: Image, what: str = "") -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ camera infos
-
-
-def _matrix(values, shape: Tuple[int, int], field: str, what: str) -> np.ndarray:
-    m = np.asarray(values, dtype=np.float64)
-    if m.size != shape[0] * shape[1]:
-        raise ConversionError(
-            f"{_prefix(what)}camera_info {field}: expected {shape[0] * shape[1]} values, got {m.size}"
-        )
-    return m.reshape(shape)
-
-
-def camera_info_to_intrinsics(msg: CameraInfo, rectified: bool = True, what: str = "") -> Intrinsics:
-    """The intrinsics of the images that go with ``msg``, at those images' size.
-
-    rectified=True (images from image_rect topics): the left 3x3 of P, or K when P is all zero (a camera that
-    publishes only K). rectified=False: K (distortion is not removed by this package). Binning and a region
-    of interest, when set, are applied with fg_depth_core's crop/resize rules, so the result matches the
-    binned/cropped image. Raises ConversionError naming the field for a zero size, an all-zero matrix, or
-    NaN / non-positive focal lengths.
-    """
-    width, height = int(msg.width), int(msg.height)
-    if width <= 0 or height <= 0:
-        raise ConversionError(
-            f"{_prefix(what)}camera_info size is {width}x{height}: width and height must be > 0 "
-            "(uncalibrated camera?)"
-        )
-    k = _matrix(msg.k, (3, 3), "K", what)
-    p = _matrix(msg.p, (3, 4), "P", what)
-    use_p = rectified and np.any(p != 0)
-    field, matrix = ("P", p) if use_p else ("K", k)
-    if not np.any(matrix != 0):
-        raise ConversionError(f"{_prefix(what)}camera_info {field} is all zero: the camera is not calibrated")
-    try:
-        intr = Intrinsics.from_matrix(matrix, width, height)
-        roi = msg.roi
-        if roi.width > 0 and roi.height > 0:
-            intr = intr.cropped(int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height))
-        bin_x, bin_y = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
-        if bin_x > 1 or bin_y > 1:
-            intr = intr.resized(intr.width // bin_x, intr.height // bin_y)
-    except CameraError as exc:
-        raise ConversionError(f"{_prefix(what)}camera_info {field}: {exc}") from None
-    return intr
-
-
-def stereo_rig_from_infos(left: CameraInfo, right: CameraInfo, what: str = "") -> StereoRig:
-    """The rectified rig (left intrinsics, baseline in metres) of a stereo pair's camera infos.
-
-    The baseline comes from the P matrices (P_right[0,3] = -fx * B, fg_depth_core.camera.StereoRig). Raises
-    ConversionError when the infos do not describe a horizontally rectified pair: sizes differ, P missing,
-    fx / fy / cx / cy differ between the two P, a vertical or depth offset, or a baseline <= 0 (cameras
-    swapped).
-    """
-    prefix = _prefix(what)
-    if (left.width, left.height) != (right.width, right.height):
-        raise ConversionError(
-            f"{prefix}left camera_info is {left.width}x{left.height} but right is "
-            f"{right.width}x{right.height}"
-        )
-    kl = camera_info_to_intrinsics(left, True, f"{prefix}left")
-    camera_info_to_intrinsics(right, True, f"{prefix}right")
-    pl = _matrix(left.p, (3, 4), "P", f"{prefix}left")
-    pr = _matrix(right.p, (3, 4), "P", f"{prefix}right")
-    for side, p in (("left", pl), ("right", pr)):
-        if not np.any(p != 0):
-            raise ConversionError(
-                f"{prefix}{side} camera_info P is all zero: a stereo pair needs rectified P"
-            )
-        if abs(p[1, 3]) > 1e-9 * max(1.0, abs(p[0, 0])) or abs(p[2, 3]) > 1e-9:
-            raise ConversionError(
-                f"{prefix}{side} camera_info P has a vertical or depth offset (P[1,3]={p[1, 3]}, "
-                f"P[2,3]={p[2, 3]}); only horizontal rectified pairs are supported"
-            )
-    # Rectification gives both cameras one K (OpenCV's CALIB_ZERO_DISPARITY); allow float rounding only.
-    for name, (row, col) in (("fx", (0, 0)), ("fy", (1, 1)), ("cx", (0, 2)), ("cy", (1, 2))):
-        a, b = pl[row, col], pr[row, col]
-        if abs(a - b) > 1e-4 * max(1.0, abs(a)):
-            raise ConversionError(
-                f"{prefix}P matrices differ in {name} (left {a}, right {b}): not a rectified pair"
-            )
-    try:
-        rig = StereoRig.from_projections(pl, pr, kl.width, kl.height)
-    except CameraError as exc:
-        raise ConversionError(f"{prefix}camera_info P: {exc} (is right P[0,3] = -fx * baseline?)") from None
-    # from_projections reads the unbinned P: use the (binned/cropped) left intrinsics of the images.
-    return StereoRig(kl, rig.baseline)
 
 
 def intrinsics_to_camera_info(intr: Intrinsics, header: Header, tx: float = 0.0) -> CameraInfo:
@@ -387,11 +247,11 @@ def _cloud_field(
     ``bits`` reads a float32 field's raw bits as uint32 (packed colours)."""
     fields = {f.name: f for f in msg.fields}
     if name not in fields:
-        raise ConversionError(f"{_prefix(what)}point cloud has no field {name!r} (has {sorted(fields)})")
+        raise ConversionError(f"{what_prefix(what)}point cloud has no field {name!r} (has {sorted(fields)})")
     field = fields[name]
     if field.datatype not in allowed:
         raise ConversionError(
-            f"{_prefix(what)}point cloud field {name!r} has datatype {field.datatype}; "
+            f"{what_prefix(what)}point cloud field {name!r} has datatype {field.datatype}; "
             f"expected one of {allowed}"
         )
     kind = "u4" if bits or field.datatype == UINT32 else "f4"
@@ -399,13 +259,13 @@ def _cloud_field(
     point_step, row_step = int(msg.point_step), int(msg.row_step)
     if field.offset + dtype.itemsize > point_step:
         raise ConversionError(
-            f"{_prefix(what)}point cloud field {name!r} lies outside point_step {point_step}"
+            f"{what_prefix(what)}point cloud field {name!r} lies outside point_step {point_step}"
         )
     height, width = int(msg.height), int(msg.width)
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size < row_step * height or row_step < point_step * width:
         raise ConversionError(
-            f"{_prefix(what)}point cloud data ({data.size} bytes) does not hold {height} rows of {width} "
+            f"{what_prefix(what)}point cloud data ({data.size} bytes) does not hold {height} rows of {width} "
             f"points (row_step {row_step}, point_step {point_step})"
         )
     rows = data[: row_step * height].reshape(height, row_step)[:, : point_step * width]

@@ -1,18 +1,13 @@
 """``ros2 run fg_depth_ros depth_node``: metric depth, point clouds and disparity from a mono or stereo camera
 with a trained FG-Depth model (ARCHITECTURE.md, "a frame in the node").
 
-Topics (relative, so a namespace or remapping places them):
-
-- in, ``mode: mono``: ``image`` (rgb8, bgr8, rgba8, bgra8, mono8; any step) and ``camera_info``; each image
-  pairs with the newest camera_info (calibration rarely changes, and drivers publish it at their own pace).
-- in, ``mode: stereo``: ``left/image_rect``, ``left/camera_info``, ``right/image_rect``,
-  ``right/camera_info``, paired by an approximate-time synchroniser (``sync.queue_size``, ``sync.slop``).
-- out: ``depth`` (32FC1 metres, NaN unknown, the input image's header), ``depth/camera_info`` (the
-  intrinsics at the output resolution), ``points`` (PointCloud2 x y z float32 and packed rgb, in the input's
-  frame_id, the camera optical frame), ``depth/color`` (rgb8 preview), ``disparity`` (stereo:
-  stereo_msgs/DisparityImage with f and T from the camera infos), ``scale`` (std_msgs/Float32, with
-  ``scale_source: stereo``) and ``/diagnostics`` (diagnostic_msgs, every ``diagnostics.period`` seconds).
-  points, depth/color and disparity are computed only while someone subscribes.
+Topics: :data:`TOPICS` (name, type, direction, mode, QoS, content; rendered into docs/NODE.md by
+fg_depth_ros.node_doc). Names are relative, so a namespace or remapping places them. Mono: ``image`` and
+``camera_info``, each image paired with the newest camera_info (calibration rarely changes, and drivers
+publish it at their own pace). Stereo: ``left/image_rect``, ``right/image_rect`` and their camera_info,
+paired by an approximate-time synchroniser (``sync.queue_size``, ``sync.slop``). Out: ``depth``,
+``depth/camera_info``, ``points``, ``depth/color``, ``disparity`` (stereo), ``scale`` (``scale_source:
+stereo``) and ``/diagnostics``; points, depth/color and disparity are computed only while someone subscribes.
 
 Threads: subscription callbacks only store the newest frame (:class:`~fg_depth_ros.worker.NewestOnlyWorker`);
 the inference worker converts, predicts (DepthEstimator, focal-length scaling inside), applies the stereo
@@ -36,7 +31,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import rclpy
@@ -47,6 +42,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Float32
 from stereo_msgs.msg import DisparityImage
@@ -74,15 +70,98 @@ from fg_depth_ros.scale import ScaleEstimator, ScaleSettings, StereoDepth, scale
 from fg_depth_ros.sync import make_synchronizer
 from fg_depth_ros.worker import NewestOnlyWorker
 
-MONO_INPUTS = ("image", "camera_info")
+MODES = ("mono", "stereo")
+#: Topic QoS kinds: camera inputs (SensorDataQoS), outputs (the qos.* parameters) and diagnostics.
+TOPIC_QOS = ("camera", "output", "diagnostics")
+#: History depth of /diagnostics (reliable, volatile, keep last).
+DIAGNOSTICS_DEPTH = 10
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One topic of the node: its name (relative unless it starts with /), message type, direction ("in" or
+    "out"), the modes it exists in, its QoS kind (:data:`TOPIC_QOS`, see :func:`topic_qos`), what it carries
+    and when it is published beyond the mode. fg_depth_ros.node_doc renders the table into docs/NODE.md."""
+
+    name: str
+    msg_type: type
+    direction: str
+    modes: Tuple[str, ...]
+    qos: str
+    description: str
+    when: str = ""
+
+
+#: Every topic of the node; the subscriptions and publishers below are made from it. Stereo inputs are in the
+#: synchroniser's (and the callback's) order.
+TOPICS: Tuple[Topic, ...] = (
+    Topic(
+        "image", Image, "in", ("mono",), "camera",
+        "camera image: rgb8, bgr8, rgba8, bgra8 or mono8, any row step; each pairs with the newest "
+        "camera_info",
+    ),
+    Topic(
+        "camera_info", CameraInfo, "in", ("mono",), "camera",
+        "the image's calibration: intrinsics from P (rectified: true) or K (rectified: false)",
+    ),
+    Topic(
+        "left/image_rect", Image, "in", ("stereo",), "camera",
+        "rectified left image (the depth is the left view's); encodings as for image",
+    ),
+    Topic("right/image_rect", Image, "in", ("stereo",), "camera", "rectified right image, same size"),
+    Topic("left/camera_info", CameraInfo, "in", ("stereo",), "camera", "left calibration (P)"),
+    Topic(
+        "right/camera_info", CameraInfo, "in", ("stereo",), "camera",
+        "right calibration; the baseline comes from its P (Tx = -fx * B)",
+    ),
+    Topic(
+        "depth", Image, "out", MODES, "output",
+        "32FC1 depth in metres, NaN = unknown, with the input image's header",
+    ),
+    Topic("depth/camera_info", CameraInfo, "out", MODES, "output", "intrinsics at the output resolution"),
+    Topic(
+        "points", PointCloud2, "out", MODES, "output",
+        "x y z float32 (and packed rgb with points.color) in the input's frame_id, the camera optical frame",
+        "points.enabled and a subscriber",
+    ),
+    Topic(
+        "depth/color", Image, "out", MODES, "output", "rgb8 colourised depth, for people",
+        "color_image.enabled and a subscriber",
+    ),
+    Topic(
+        "disparity", DisparityImage, "out", ("stereo",), "output",
+        "the depth as disparity, with f and T from the camera infos", "a subscriber",
+    ),
+    Topic(
+        "scale", Float32, "out", ("stereo",), "output", "the stereo scale correction applied to the frame",
+        "scale_source: stereo",
+    ),
+    Topic(
+        "/diagnostics", DiagnosticArray, "out", MODES, "diagnostics",
+        "rates, latency percentiles, frame counts and the last problem", "every diagnostics.period seconds",
+    ),
+)
+TOPIC: Dict[str, Topic] = {t.name: t for t in TOPICS}
+MONO_INPUTS = tuple(t.name for t in TOPICS if t.direction == "in" and "mono" in t.modes)
 #: In the synchroniser's (and the callback's) order.
-STEREO_INPUTS = ("left/image_rect", "right/image_rect", "left/camera_info", "right/camera_info")
-OUTPUTS = ("depth", "depth/camera_info", "points", "depth/color", "disparity", "scale")
-DIAGNOSTICS_TOPIC = "/diagnostics"
+STEREO_INPUTS = tuple(t.name for t in TOPICS if t.direction == "in" and "stereo" in t.modes)
+OUTPUTS = tuple(t.name for t in TOPICS if t.direction == "out" and t.qos == "output")
+DIAGNOSTICS_TOPIC = next(t.name for t in TOPICS if t.qos == "diagnostics")
 #: Seconds between two warnings about the same problem.
 WARN_THROTTLE_S = 5.0
 #: Distinct problems throttled separately; beyond this many, the rest share one throttle.
 _MAX_WARNING_KEYS = 64
+
+
+def topic_qos(topic: Topic, settings: Mapping[str, Any]) -> QoSProfile:
+    """The QoS profile of ``topic`` for the node's ``settings`` (checked parameter values)."""
+    if topic.qos == "camera":
+        return camera_qos()
+    if topic.qos == "output":
+        return output_qos(settings["qos.reliability"], settings["qos.depth"])
+    if topic.qos == "diagnostics":
+        return QoSProfile(depth=DIAGNOSTICS_DEPTH)
+    raise ValueError(f"topic {topic.name}: unknown QoS kind {topic.qos!r}; expected one of {list(TOPIC_QOS)}")
 
 
 class ModelLoadError(FgDepthError):
@@ -205,14 +284,13 @@ class DepthNode(Node):
             )
             self.stereo_depth = StereoDepth(s["scale.num_disparities"])
 
-        qos = output_qos(s["qos.reliability"], s["qos.depth"])
-        self.pub_depth = self.create_publisher(Image, "depth", qos)
-        self.pub_info = self.create_publisher(CameraInfo, "depth/camera_info", qos)
-        self.pub_points = self.create_publisher(PointCloud2, "points", qos)
-        self.pub_color = self.create_publisher(Image, "depth/color", qos)
-        self.pub_disparity = self.create_publisher(DisparityImage, "disparity", qos) if self.stereo else None
-        self.pub_scale = self.create_publisher(Float32, "scale", qos) if self.scale is not None else None
-        self.pub_diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self.pub_depth = self._publisher("depth")
+        self.pub_info = self._publisher("depth/camera_info")
+        self.pub_points = self._publisher("points")
+        self.pub_color = self._publisher("depth/color")
+        self.pub_disparity = self._publisher("disparity") if self.stereo else None
+        self.pub_scale = self._publisher("scale") if self.scale is not None else None
+        self.pub_diagnostics = self._publisher(DIAGNOSTICS_TOPIC)
 
         self._worker = NewestOnlyWorker("depth_inference", self._process, self._on_frame_error)
         if self.scale is not None:
@@ -225,17 +303,16 @@ class DepthNode(Node):
         self._last_synced = self._started
         self._last_unpaired = self._started
         self._sync_signature: Any = None
-        camera = camera_qos()
         if self.stereo:
-            inputs = [(Image, STEREO_INPUTS[0]), (Image, STEREO_INPUTS[1])]
-            inputs += [(CameraInfo, STEREO_INPUTS[2]), (CameraInfo, STEREO_INPUTS[3])]
+            inputs = [(TOPIC[name].msg_type, name) for name in STEREO_INPUTS]
+            camera = topic_qos(TOPIC[STEREO_INPUTS[0]], s)
             self.sync = make_synchronizer(
                 self, inputs, s["sync.queue_size"], s["sync.slop"], self._on_stereo, camera
             )
         else:
             self.sync = None
-            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, camera)
-            self.create_subscription(Image, "image", self._on_image, camera)
+            self._subscribe("camera_info", self._on_camera_info)
+            self._subscribe("image", self._on_image)
         self.create_timer(s["diagnostics.period"], self._on_diagnostics)
         # After declaring: rclpy runs on-set callbacks for declarations too.
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -246,6 +323,14 @@ class DepthNode(Node):
             f"{s['output_resolution']} resolution{', stereo scale correction' if self.scale else ''}); "
             f"inputs {', '.join(self.topics.values())}"
         )
+
+    def _publisher(self, name: str) -> Any:
+        topic = TOPIC[name]
+        return self.create_publisher(topic.msg_type, topic.name, topic_qos(topic, self.settings))
+
+    def _subscribe(self, name: str, callback: Any) -> Any:
+        topic = TOPIC[name]
+        return self.create_subscription(topic.msg_type, topic.name, callback, topic_qos(topic, self.settings))
 
     def _declare(self) -> Dict[str, Any]:
         values = {}

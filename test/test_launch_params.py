@@ -19,6 +19,7 @@ from depth_node_helpers import DOMAIN, write_linear_model
 
 from fg_depth_ros import play
 from fg_depth_ros.depth_node import MONO_INPUTS, OUTPUTS, STEREO_INPUTS, DepthNode
+from fg_depth_ros.node_doc import module_constants
 from fg_depth_ros.node_params import PARAMETERS, check_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,16 +46,6 @@ def _keyword(call: ast.Call, name: str) -> Any:
 def launch_tree() -> ast.Module:
     return ast.parse(LAUNCH.read_text(encoding="utf-8"), str(LAUNCH))
 
-
-def _constants(tree: ast.Module) -> Dict[str, Any]:
-    out = {}
-    for stmt in tree.body:
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-            try:
-                out[stmt.targets[0].id] = ast.literal_eval(stmt.value)
-            except ValueError:
-                pass
-    return out
 
 
 def _value(node: ast.AST, constants: Dict[str, Any]) -> Any:
@@ -103,7 +94,7 @@ def test_the_launch_file_is_a_standard_ros2_launch_file(launch_tree):
 
 def test_every_launch_argument_is_declared_once_used_and_every_used_one_declared(launch_tree):
     declared = _declared_arguments(launch_tree)
-    constants = _constants(launch_tree)
+    constants = module_constants(launch_tree)
     used = {
         call.args[0].value
         for call in _calls(launch_tree, "LaunchConfiguration")
@@ -122,7 +113,7 @@ def test_every_launch_argument_is_declared_once_used_and_every_used_one_declared
 
 def test_arguments_that_set_parameters_name_declared_string_parameters_with_the_same_choices(launch_tree):
     declared = _declared_arguments(launch_tree)
-    overrides = _constants(launch_tree)["PARAMETER_ARGUMENTS"]
+    overrides = module_constants(launch_tree)["PARAMETER_ARGUMENTS"]
     assert set(overrides) <= set(declared)
     for argument, parameter in overrides.items():
         assert parameter in PARAMETERS, (
@@ -143,14 +134,14 @@ def test_arguments_that_set_parameters_name_declared_string_parameters_with_the_
 
 def test_remap_arguments_cover_every_input_topic_of_both_modes_with_the_topic_as_default(launch_tree):
     declared = _declared_arguments(launch_tree)
-    remaps = _constants(launch_tree)["REMAP_ARGUMENTS"]
+    remaps = module_constants(launch_tree)["REMAP_ARGUMENTS"]
     assert sorted(remaps.values()) == sorted(set(MONO_INPUTS) | set(STEREO_INPUTS))
     for argument, topic in remaps.items():
         assert ast.literal_eval(_keyword(declared[argument], "default_value")) == topic
 
 
 def test_the_node_action_runs_the_installed_console_script_under_the_yaml_node_name(launch_tree):
-    constants = _constants(launch_tree)
+    constants = module_constants(launch_tree)
     nodes = _calls(launch_tree, "Node")
     by_executable = {_value(_keyword(c, "executable"), constants): c for c in nodes}
     assert set(by_executable) == {"depth_node", "rviz2"}

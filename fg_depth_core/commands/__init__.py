@@ -4,4 +4,14 @@ Handlers import torch and friends lazily so that ``fg-depth --help`` stays fast.
 """
 
 #: Module names (under fg_depth_core.commands) in the order ``--help`` lists them.
-COMMAND_MODULES = ("synth", "train", "eval", "export", "predict", "bench", "teacher", "loss_curve")
+COMMAND_MODULES = (
+    "synth",
+    "bag_info",
+    "train",
+    "eval",
+    "export",
+    "predict",
+    "bench",
+    "teacher",
+    "loss_curve",
+)

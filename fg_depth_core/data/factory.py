@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from fg_depth_core.config import DATASETS, ConfigError, DataConfig
 from fg_depth_core.data.base import DatasetError, StereoDataset
@@ -46,7 +46,13 @@ def _split_file(cfg: DataConfig, split: str, split_file: Optional[str]) -> Optio
 
 
 def build_dataset(
-    data_cfg: DataConfig, split: str, path: Optional[str] = None, split_file: Optional[str] = None
+    data_cfg: DataConfig,
+    split: str,
+    path: Optional[str] = None,
+    split_file: Optional[str] = None,
+    work_dir: Optional[str] = None,
+    log: Optional[Callable[[str], None]] = None,
+    progress: bool = False,
 ) -> StereoDataset:
     """The dataset of ``data_cfg.dataset`` for role ``split`` ("train", "val" or "test").
 
@@ -54,7 +60,10 @@ def build_dataset(
     (<path>/<split>, rendered on first use); "folder": a stereo folder; "kitti": the KITTI raw root.
     split_file: a file of frame names (default data_cfg.train_split / val_split for those roles). For KITTI
     without one, the shipped default split of the role (Eigen-Zhou train/val, Eigen test). The built-in world
-    ignores split files: its splits are seeds. Samples come at data_cfg.width x data_cfg.height.
+    ignores split files: its splits are seeds. "bag": the rosbag2 recording, whose rectified pairs are
+    extracted into ``work_dir`` (a cache, fg_depth_core.data.bag) and split in time (train.txt, val.txt; no
+    "test": a bag has no ground truth). Samples come at data_cfg.width x data_cfg.height. ``log`` receives
+    status lines, ``progress`` shows a bar while a bag is extracted.
     """
     if split not in ROLES:
         raise DatasetError(f"dataset split: expected one of {list(ROLES)}, got {split!r}")
@@ -67,6 +76,7 @@ def build_dataset(
             "synth": "a folder to render the built-in world into",
             "folder": "a stereo folder (left/, right/, calib.yaml)",
             "kitti": "the KITTI raw root (date folders)",
+            "bag": "a rosbag2 recording (folder with metadata.yaml, or a .mcap / .db3 file)",
         }[kind]
         raise DatasetError(f"data.path: the {kind!r} dataset needs {what}; set data.path or pass a path")
     chosen = _split_file(data_cfg, split, split_file)
@@ -74,6 +84,22 @@ def build_dataset(
         from fg_depth_core.data.synth import SynthDataset
 
         return SynthDataset(data_cfg, split, root)
+    if kind == "bag":
+        from fg_depth_core.data.bag import TRAIN_LIST, VAL_LIST, extract_bag
+        from fg_depth_core.data.folder import StereoFolder
+
+        if split == "test":
+            raise DatasetError(
+                "the 'bag' dataset has no depth ground truth to evaluate against; evaluate on a dataset with "
+                "depth (synth, kitti, or a stereo folder with depth/). To look at predictions on the "
+                "bag's frames: fg-depth predict --model RUN_DIR/best.pt "
+                "--image RUN_DIR/bag_frames/left/*.png --out DIR"
+            )
+        if not work_dir:
+            raise DatasetError("the 'bag' dataset needs a work directory to extract its rectified pairs into")
+        folder = extract_bag(root, data_cfg.bag, work_dir, progress=progress, log=log)
+        default = TRAIN_LIST if split == "train" else VAL_LIST
+        return StereoFolder(folder, data_cfg.width, data_cfg.height, split_file=chosen or folder / default)
     if kind == "folder":
         from fg_depth_core.data.folder import StereoFolder
 

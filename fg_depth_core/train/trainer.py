@@ -8,7 +8,8 @@ A run lives in one directory RUN_DIR:
   best validation (val abs_rel when the val set has depth ground truth, else the val loss). Both hold the
   whole training state (see checkpoint.py) plus "best", "focal_counts" and "world_size".
 - ``tensorboard/``: scalars (every loss term, lr, validation) and image grids; ``teacher_cache/`` (unless
-  ``teacher.cache_dir`` is set) and, for the built-in world, ``synth/`` (unless ``data.path`` is set).
+  ``teacher.cache_dir`` is set); for the built-in world ``synth/`` (unless ``data.path`` is set), for a bag
+  ``bag_frames/`` (its rectified pairs).
 
 Resume (``resume=True``) restores model, optimiser, scheduler, grad scaler, step, best value and RNG states
 from ``last.pt``. The data order is exact: batches come from ResumableShardSampler, a pure function of
@@ -73,6 +74,8 @@ CONFIG_NAME = "config.yaml"
 TENSORBOARD_DIR = "tensorboard"
 TEACHER_CACHE_DIR = "teacher_cache"
 SYNTH_DIR = "synth"
+#: Where a bag's rectified pairs are extracted to (data.dataset "bag").
+BAG_FRAMES_DIR = "bag_frames"
 #: Config sections whose change makes a checkpoint a different experiment: --resume refuses them.
 RESUME_LOCKED_SECTIONS = ("model", "data")
 #: ...except these keys, which change how data is read, not what is read.
@@ -371,7 +374,15 @@ class Trainer:
         # Rank 0 first: the built-in world is rendered into the run directory once, then read by all ranks.
         with main_first(self.ctx):
             sets = [
-                build_dataset(data, split, path=path, split_file=split_file or None)
+                build_dataset(
+                    data,
+                    split,
+                    path=path,
+                    split_file=split_file or None,
+                    work_dir=str(self.run_dir / BAG_FRAMES_DIR),
+                    log=self._say if self.ctx.is_main and split == "train" else None,
+                    progress=self.progress and self.ctx.is_main,
+                )
                 for split, split_file in (("train", data.train_split), ("val", data.val_split))
             ]
         if self.needs_teacher:

@@ -1,0 +1,130 @@
+"""fg_depth_core.camera_msgs and fg_depth_core.rectify on messages built with the rosbags type store (the
+classes bag reading deserialises into; the node's rclpy messages are covered by test_conversions)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from rosbags.typesys import Stores, get_typestore
+
+from fg_depth_core.camera_msgs import ConversionError, compressed_to_rgb, image_to_rgb
+from fg_depth_core.rectify import CameraCalibration, StereoRectifier, inside_raw, valid_crop
+
+T = get_typestore(Stores.ROS2_HUMBLE).types
+RNG = np.random.default_rng(0)
+
+
+def _header():
+    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=2), frame_id="cam")
+
+
+def _image(pixels: np.ndarray, encoding: str, bigendian: int = 0):
+    h, w = pixels.shape[:2]
+    data = np.ascontiguousarray(pixels).view(np.uint8).reshape(-1)
+    return T["sensor_msgs/msg/Image"](
+        header=_header(), height=h, width=w, encoding=encoding, is_bigendian=bigendian, step=data.size // h,
+        data=data,
+    )  # fmt: skip
+
+
+def test_mono16_keeps_the_top_byte_in_either_byte_order():
+    grey = RNG.integers(0, 65535, (4, 5), dtype=np.uint16)
+    for order, flag in (("<u2", 0), (">u2", 1)):
+        rgb = image_to_rgb(_image(grey.astype(order), "mono16", flag))
+        assert rgb.shape == (4, 5, 3) and np.array_equal(rgb[:, :, 1], (grey >> 8).astype(np.uint8))
+
+
+def test_bayer_demosaics_to_the_right_colour():
+    # A uniform red scene seen through an RGGB mosaic: R at even rows / even columns only.
+    mosaic = np.zeros((8, 8), np.uint8)
+    mosaic[0::2, 0::2] = 200
+    rgb = image_to_rgb(_image(mosaic, "bayer_rggb8"))
+    inner = rgb[2:-2, 2:-2].reshape(-1, 3).mean(axis=0)
+    assert inner[0] > 150 and inner[1] < 30 and inner[2] < 30
+
+
+def test_unsupported_encoding_names_the_topic_and_the_choices():
+    with pytest.raises(ConversionError, match=r"^/cam: unsupported image encoding '32FC1'; supported: rgb8"):
+        image_to_rgb(_image(np.zeros((2, 2), np.float32), "32FC1"), "/cam")
+
+
+def test_compressed_png_jpeg_and_bad_data():
+    # Smooth and different per channel (R across, G down, B flat): JPEG keeps it, and a swap would show.
+    u, v = np.meshgrid(np.linspace(0, 250, 24), np.linspace(0, 250, 16))
+    rgb = np.stack([u, v, np.full_like(u, 40)], axis=2).astype(np.uint8)
+    for fmt, ext, tolerance in (("png", ".png", 0), ("bgr8; jpeg compressed bgr8", ".jpg", 4)):
+        buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].reshape(-1)
+        msg = T["sensor_msgs/msg/CompressedImage"](header=_header(), format=fmt, data=buf)
+        out = compressed_to_rgb(msg)
+        assert out.shape == rgb.shape and np.abs(out.astype(int) - rgb).mean() <= tolerance
+    grey = cv2.imencode(".png", rgb[:, :, 0])[1].reshape(-1)
+    out = compressed_to_rgb(T["sensor_msgs/msg/CompressedImage"](header=_header(), format="png", data=grey))
+    assert np.array_equal(out[:, :, 2], rgb[:, :, 0])
+    nine = np.arange(9, dtype=np.uint8)
+    junk = T["sensor_msgs/msg/CompressedImage"](header=_header(), format="jpeg", data=nine)
+    with pytest.raises(ConversionError, match=r"^/c: CompressedImage data \(9 bytes"):
+        compressed_to_rgb(junk, "/c")
+    depth = T["sensor_msgs/msg/CompressedImage"](header=_header(), format="16UC1; compressedDepth", data=grey)
+    with pytest.raises(ConversionError, match="compressed depth image"):
+        compressed_to_rgb(depth)
+
+
+def _info(model: str, d, k, r, p, width=64, height=48):
+    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return T["sensor_msgs/msg/CameraInfo"](
+        header=_header(), height=height, width=width, distortion_model=model, d=np.asarray(d, float),
+        k=np.ravel(k).astype(float), r=np.ravel(r).astype(float), p=np.ravel(p).astype(float),
+        binning_x=0, binning_y=0, roi=roi,
+    )  # fmt: skip
+
+
+K = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
+P_LEFT = np.hstack([K, np.zeros((3, 1))])
+P_RIGHT = P_LEFT.copy()
+P_RIGHT[0, 3] = -50.0 * 0.1
+
+
+def test_fisheye_maps_undo_equidistant_distortion():
+    d = [0.05, -0.01, 0.002, 0.0]
+    calib = CameraCalibration.from_info(_info("equidistant", d, K, np.eye(3), P_LEFT))
+    assert calib.is_raw()
+    map_x, map_y = calib.maps()
+    # The rectified pixel at (u, v) must come from where the fisheye model projects its ray.
+    u, v = 55, 40
+    ray = np.array([[[(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], 1.0]]])
+    raw = cv2.fisheye.projectPoints(ray, np.zeros(3), np.zeros(3), K, np.array(d))[0].reshape(2)
+    assert np.allclose([map_x[v, u], map_y[v, u]], raw, atol=1e-2)
+    with pytest.raises(ConversionError, match="distortion_model 'kannala' is not supported"):
+        CameraCalibration.from_info(_info("kannala", [0.1], K, np.eye(3), P_LEFT)).maps()
+
+
+def test_rectifier_modes_and_crop():
+    d = [0.3, 0.08, 0, 0, 0]
+    left, right = _info("plumb_bob", d, K, np.eye(3), P_LEFT), _info("plumb_bob", d, K, np.eye(3), P_RIGHT)
+    rect = StereoRectifier(left, right)
+    assert rect.enabled and rect.rig.baseline == pytest.approx(0.1)
+    x0, y0, w, h = rect.crop
+    # Pincushion distortion puts the rectified corners' sources outside the raw image: the crop trims them.
+    assert (w, h) < (64, 48) and rect.rig.intrinsics.cx == pytest.approx(31.5 - x0)
+    image = RNG.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    a, b = rect(image, image)
+    assert a.shape == (h, w, 3) and a.min() >= 0
+    assert not StereoRectifier(left, right, mode="never").enabled
+    with pytest.raises(ConversionError, match="left image is 10x48 but its camera_info says 64x48"):
+        rect(image[:, :10], image)
+    clean = [_info("plumb_bob", [0] * 5, K, np.eye(3), p) for p in (P_LEFT, P_RIGHT)]
+    assert not StereoRectifier(*clean).enabled and StereoRectifier(*clean, mode="always").enabled
+
+
+def test_valid_crop_finds_an_all_valid_rectangle():
+    valid = np.ones((30, 40), bool)
+    valid[:3] = False
+    valid[:, 35:] = False
+    valid[20:, :2] = False
+    x0, y0, w, h = valid_crop(valid)
+    assert valid[y0 : y0 + h, x0 : x0 + w].all() and w * h >= 27 * 31
+    inside = inside_raw(np.array([-0.1, 0.0, 9.0, 9.1]), np.zeros(4), 10, 10)
+    assert inside.tolist() == [False, True, True, False]
+    with pytest.raises(ConversionError, match="no valid pixel"):
+        valid_crop(np.zeros((3, 3), bool))
