@@ -37,8 +37,8 @@ lint: setup  ## ruff (style, imports, 3.10 syntax) and vermin (3.10 library comp
 test: setup lint  ## lint, then the whole pytest suite (per-test timeout from pytest.ini)
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
 
-demo: setup  ## a small end-to-end run of the method on built-in data, written to outputs/demo
-	$(VPY) -m fg_depth_core.demo --out outputs/demo
+demo: setup  ## FG-Depth end to end (render, train for minutes, ONNX, depth_node + play on rclpy) into outputs/demo
+	$(VPY) -m fg_depth_ros.demo --out outputs/demo
 
 clean:  ## remove build products and caches (keeps .venv and outputs/)
 	rm -rf build install log .pytest_cache .ruff_cache *.egg-info

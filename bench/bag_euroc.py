@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,11 @@ import torch  # noqa: E402
 from fg_depth_core.commands.bench import machine_description, replace_section  # noqa: E402
 
 SECTION = "## Training from a rosbag2 recording (EuRoC V1_01)"
+#: Pictures of the work folder -> where the section links them (relative to docs/RESULTS.md).
+FIGURES = {
+    "rectification.jpg": "img/bag_euroc_rectification.jpg",
+    "held_out_depth.jpg": "img/bag_euroc_depth.jpg",
+}
 #: Lowe's ratio test and the RANSAC epipolar threshold (pixels) for the feature matches.
 RATIO = 0.75
 RANSAC_PX = 1.0
@@ -54,7 +60,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--stride", type=int, default=1, help="data.bag.stride for training (the bag is short)")
     p.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "bag_euroc"), help="work folder")
     p.add_argument("--results", default=str(ROOT / "docs" / "RESULTS.md"), help="markdown file to update")
-    p.add_argument("--no-write", action="store_true", help="print the section only")
+    p.add_argument("--figures", default=str(ROOT / "docs" / "img"), help="folder for the pictures")
+    p.add_argument("--no-write", action="store_true", help="print the section only (no results, no pictures)")
     return p.parse_args(argv)
 
 
@@ -80,12 +87,32 @@ def vertical_offsets(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return np.abs(pl[keep, 1] - pr[keep, 1])
 
 
-def rectification_quality(args: argparse.Namespace) -> Dict[str, Dict[str, float]]:
-    """Offsets of matches in the raw pairs and the rectified pairs, over every ``args.every``-th pair."""
+def rows_picture(pairs: Sequence[Any], path: Path, line_every: int = 40) -> None:
+    """Each (left, right) pair side by side, one above the other, with horizontal lines every
+    ``line_every`` pixels: in a rectified pair a point sits on the same line in both views."""
+    import cv2
+
+    rows = []
+    width = max(left.shape[1] + right.shape[1] for left, right in pairs)
+    for left, right in pairs:
+        row = np.hstack([left, right]).copy()
+        for y in range(line_every // 2, row.shape[0], line_every):
+            cv2.line(row, (0, y), (row.shape[1] - 1, y), (0, 255, 0), 1)
+        rows.append(np.pad(row, ((0, 4), (0, width - row.shape[1]), (0, 0))))
+    image = np.vstack(rows)
+    image = cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def rectification_quality(args: argparse.Namespace, out: Path) -> Dict[str, Dict[str, float]]:
+    """Offsets of matches in the raw pairs and the rectified pairs, over every ``args.every``-th pair; the
+    first pair of each kind is drawn into OUT/rectification.jpg."""
     from fg_depth_core.config import BagConfig
     from fg_depth_core.data.bag import bag_reader, iter_pairs, open_stereo
 
     stats: Dict[str, Dict[str, float]] = {}
+    shown = []
     for name, mode in (("raw", "never"), ("rectified", "auto")):
         cfg = BagConfig(left_topic=args.left, right_topic=args.right, rectify=mode, stride=args.every)
         offsets: List[np.ndarray] = []
@@ -93,6 +120,8 @@ def rectification_quality(args: argparse.Namespace) -> Dict[str, Dict[str, float
             stereo = open_stereo(reader, args.bag, cfg)
             for _stamp, pair in iter_pairs(reader, stereo):
                 offsets.append(vertical_offsets(pair.left, pair.right))
+                if len(offsets) == 1:
+                    shown.append((pair.left, pair.right))
             description = stereo.rectifier.describe()
         dy = np.concatenate(offsets)
         stats[name] = {
@@ -104,6 +133,7 @@ def rectification_quality(args: argparse.Namespace) -> Dict[str, Dict[str, float
             "description": description,
         }
         print(f"{name}: {stats[name]}", flush=True)
+    rows_picture(shown, out / "rectification.jpg")
     return stats
 
 
@@ -147,7 +177,7 @@ def picture(net: torch.nn.Module, dataset: Any, teacher: Any, cfg: Any, path: Pa
     left = (s["left"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
     panel = np.hstack([left, colorize_depth(depth, lo, hi), colorize_depth(ref, lo, hi)])
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(path), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
 def train_and_judge(args: argparse.Namespace, out: Path) -> Dict[str, Any]:
@@ -170,16 +200,18 @@ def train_and_judge(args: argparse.Namespace, out: Path) -> Dict[str, Any]:
     ]  # fmt: skip
     if (run / "last.pt").exists():
         argv.append("--resume")
-    start = time.time()
+    start, load_before = time.time(), os.getloadavg()[0]
     if cli_main(argv) != 0:
         raise SystemExit("bag_euroc: training failed")
     train_s = time.time() - start
+    # Other jobs on the machine slow training down; the load average says how busy it was.
+    load = (load_before, os.getloadavg()[0])
     net, cfg, state = load_model(run / "last.pt")
     val = build_dataset(cfg.data, "val", path=cfg.data.path, work_dir=str(run / BAG_FRAMES_DIR))
     teacher = build_teacher(dataclasses.replace(cfg.teacher, cache_dir=""))
     torch.manual_seed(cfg.train.seed)
     untrained = build_depthnet(cfg.model, load_weights=False).eval()
-    picture(net, val, teacher, cfg, out / "euroc_val.png")
+    picture(net, val, teacher, cfg, out / "held_out_depth.jpg")
     train_set = build_dataset(cfg.data, "train", path=cfg.data.path, work_dir=str(run / BAG_FRAMES_DIR))
     return {
         "train_pairs": len(train_set),
@@ -189,6 +221,7 @@ def train_and_judge(args: argparse.Namespace, out: Path) -> Dict[str, Any]:
         "best": state.get("best"),
         "untrained": teacher_agreement(untrained, val, teacher, cfg),
         "trained": teacher_agreement(net, val, teacher, cfg),
+        "load_average": load,
         "stride": cfg.data.bag.stride,
         "teacher": cfg.teacher.method,
         "argv": argv,
@@ -225,7 +258,8 @@ def section(args: argparse.Namespace, rect: Dict[str, Dict[str, float]], run: Di
         f"Training: `fg-depth train --bag` with config/train_bag.yaml at {args.width}x{args.height}, "
         f"batch {args.batch_size}, lr {args.lr:g}, {run['steps']} steps on the CPU in "
         f"{run['train_s'] / 60:.1f} min ({run['train_pairs']} training and {run['val_pairs']} held-out "
-        f"pairs at stride {run['stride']}; teacher {run['teacher']}).",
+        f"pairs at stride {run['stride']}; teacher {run['teacher']}; 1-minute load average "
+        f"{run['load_average'][0]:.1f} before and {run['load_average'][1]:.1f} after training).",
         f"Best validation ({best.get('metric', '?')}): {best.get('value', float('nan')):.4f} at step "
         f"{best.get('step', '?')}.",
         "The bag has no depth ground truth. Agreement of the network's depth with the SGBM teacher's stereo "
@@ -238,6 +272,10 @@ def section(args: argparse.Namespace, rect: Dict[str, Dict[str, float]], run: Di
         "",
         "This shows that the pipeline learns metric depth from the robot's own recording. It is not an "
         "accuracy figure: the teacher is the reference, and a short CPU run is far from converged.",
+        "",
+        f"![raw (top) and rectified (bottom) pair, rows every 40 px]({FIGURES['rectification.jpg']})",
+        "",
+        f"![held-out frame: left view, network depth, teacher depth]({FIGURES['held_out_depth.jpg']})",
     ]
     return "\n".join(lines) + "\n"
 
@@ -247,7 +285,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    rect = rectification_quality(args)
+    rect = rectification_quality(args, out)
     run = train_and_judge(args, out)
     (out / "bag_euroc.json").write_text(json.dumps({"rectification": rect, "training": run}, indent=1) + "\n")
     text = section(args, rect, run, argv)
@@ -255,6 +293,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.no_write:
         path = Path(args.results)
         path.write_text(replace_section(path.read_text() if path.is_file() else "", SECTION, text))
+        import shutil
+
+        for name, link in FIGURES.items():
+            target = Path(args.figures) / Path(link).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / name, target)
         print(f"bag_euroc: section written to {path}")
     return 0
 

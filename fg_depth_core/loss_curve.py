@@ -21,6 +21,15 @@ from fg_depth_core.losses import dr_penalty, pe, prior_flow_mask, pseudo_depth
 
 #: The curves reported per pixel, in plotting order.
 CURVE_NAMES = ("photometric", "dr", "fp", "fd")
+#: The kinds of pixel :func:`pick_pixels` chooses, in its order.
+PIXEL_KINDS = ("road", "textureless", "nearest object")
+#: Side (pixels) of the box over which pick_pixels measures local texture (intensity standard deviation).
+TEXTURE_WINDOW = 9
+#: Depth band (metres) a "textureless" pixel is taken from: off the near road, short of the far background.
+TEXTURELESS_DEPTH_RANGE = (5.0, 40.0)
+#: Fraction of the image height above which the "nearest object" is searched (the road's near rows and
+#: the facades at the image border would otherwise always be nearest).
+OBJECT_BAND_BOTTOM = 0.6
 
 
 class LossCurveError(FgDepthError):
@@ -163,21 +172,72 @@ def loss_curves(
     return curves
 
 
+def pick_pixels(rgb: np.ndarray, depth: np.ndarray, margin: int) -> List[Tuple[str, int, int]]:
+    """Three telling pixels of a street scene, (kind, u, v) in :data:`PIXEL_KINDS` order, each at least
+    ``margin`` pixels inside the image: the road at the bottom centre, the most textureless pixel with a
+    depth in TEXTURELESS_DEPTH_RANGE (with any known depth when none lies there), and a pixel inside the
+    nearest object of the image's central upper band.
+
+    Args:
+        rgb: (H,W,3) uint8 left view.
+        depth: (H,W) metres of that view, 0 or non-finite where unknown (sky).
+        margin: pixels to keep from the border (:func:`check_pixels`'s margin).
+    """
+    import cv2
+
+    h, w = depth.shape
+    if rgb.shape[:2] != (h, w) or min(h, w) <= 2 * margin:
+        raise LossCurveError(
+            f"pick_pixels: expected an image and a depth map of one size, more than twice the margin "
+            f"({margin} px) on each side, got {rgb.shape[:2]} and {depth.shape}"
+        )
+    with np.errstate(invalid="ignore"):
+        known = np.isfinite(depth) & (depth > 0)
+    inner = np.zeros((h, w), dtype=bool)
+    inner[margin : h - margin, margin : w - margin] = True
+    finite = known & inner
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    box = (TEXTURE_WINDOW, TEXTURE_WINDOW)
+    local_std = np.sqrt(np.maximum(cv2.blur(grey**2, box) - cv2.blur(grey, box) ** 2, 0.0))
+    near, far = TEXTURELESS_DEPTH_RANGE
+    with np.errstate(invalid="ignore"):
+        flat_score = np.where(finite & (depth > near) & (depth < far), local_std, np.inf)
+    if not np.isfinite(flat_score).any():
+        flat_score = np.where(finite, local_std, np.inf)
+    fv, fu = np.unravel_index(np.argmin(flat_score), depth.shape)
+    band = np.zeros_like(finite)
+    band[margin : max(margin + 1, int(h * OBJECT_BAND_BOTTOM)), w // 4 : 3 * w // 4] = True
+    # The farthest depth in the loss window around each pixel: small only inside an object, not on its edge.
+    window_far = cv2.dilate(
+        np.where(known, depth, np.finfo(np.float32).max).astype(np.float32),
+        np.ones((margin * 2 + 1,) * 2, np.uint8),
+    )
+    nv, nu = np.unravel_index(np.argmin(np.where(finite & band, window_far, np.inf)), depth.shape)
+    return [
+        (PIXEL_KINDS[0], w // 2, h - margin - 1),
+        (PIXEL_KINDS[1], int(fu), int(fv)),
+        (PIXEL_KINDS[2], int(nu), int(nv)),
+    ]
+
+
 def _argmin(depths: np.ndarray, values: np.ndarray) -> Optional[float]:
     if not np.isfinite(values).any():
         return None
     return float(depths[int(np.nanargmin(values))])
 
 
-def plot_curves(curves: Sequence[PixelCurve], path: str) -> None:
-    """Write a PNG with one panel per pixel; each curve is min-max normalised so shapes compare."""
+def plot_curves(curves: Sequence[PixelCurve], path: str, titles: Optional[Sequence[str]] = None) -> None:
+    """Write a PNG with one panel per pixel; each curve is min-max normalised so shapes compare. ``titles``
+    (one per curve) name the pixels, e.g. by kind; the pixel's coordinates follow."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if titles is not None and len(titles) != len(curves):
+        raise LossCurveError(f"plot_curves: expected {len(curves)} titles, got {len(titles)}")
     fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.6), squeeze=False)
-    for ax, curve in zip(axes[0], curves):
+    for i, (ax, curve) in enumerate(zip(axes[0], curves)):
         for name in CURVE_NAMES:
             values = curve.losses[name]
             if not np.isfinite(values).any():
@@ -188,7 +248,8 @@ def plot_curves(curves: Sequence[PixelCurve], path: str) -> None:
             ax.axvline(curve.argmin[name], color=line.get_color(), linestyle=":", linewidth=1)
         if curve.gt_depth is not None:
             ax.axvline(curve.gt_depth, color="k", linewidth=1.5, label=f"GT {curve.gt_depth:.2f} m")
-        ax.set_title(f"pixel ({curve.u}, {curve.v})")
+        prefix = f"{titles[i]}: " if titles is not None else ""
+        ax.set_title(f"{prefix}pixel ({curve.u}, {curve.v})")
         ax.set_xlabel("depth hypothesis [m]")
         ax.set_ylabel("normalised loss")
         ax.legend(fontsize=7)

@@ -155,3 +155,54 @@ def test_cli_errors(tmp_path, capsys, extra, message):
 def test_hypotheses_are_evenly_spaced():
     z = depth_hypotheses(1.0, 3.0, 5)
     assert np.allclose(z, [1.0, 1.5, 2.0, 2.5, 3.0])
+
+
+def test_picked_pixels_of_a_street_frame_are_what_they_claim_and_fd_finds_the_road(tmp_path):
+    """pick_pixels on a frame of the built-in world (what the demo draws Fig. 3 at): the road pixel is at
+    the bottom centre, every pixel has a finite depth, the object is a near one; at the road pixel, where
+    SGBM matches, fd's minimum sits at the true depth."""
+    from fg_depth_core.config import Config
+    from fg_depth_core.data.world import render_stereo_frame
+    from fg_depth_core.loss_curve import PIXEL_KINDS, LossCurveError, check_pixels, pick_pixels, plot_curves
+    from fg_depth_core.teachers import build_teacher
+
+    cfg = Config()
+    frame = render_stereo_frame(cfg.data.synth, "test", 2)
+    h, w = frame.depth_left.shape
+    margin = check_pixels([], w, h, 5)
+    pixels = pick_pixels(frame.left, frame.depth_left, margin)
+    assert [kind for kind, _, _ in pixels] == list(PIXEL_KINDS)
+    assert pixels[0][1:] == (w // 2, h - margin - 1)
+    depth = {kind: float(frame.depth_left[v, u]) for kind, u, v in pixels}
+    assert all(np.isfinite(z) for z in depth.values()), depth
+    assert depth["nearest object"] < 40.0
+    # Stereo folders store unknown depth (the sky) as 0, not inf: the same pixels must come out.
+    zeros = np.where(np.isfinite(frame.depth_left), frame.depth_left, 0.0)
+    assert pick_pixels(frame.left, zeros, margin) == pixels
+    target, source = to_tensor(frame.left), to_tensor(frame.right)
+    with torch.no_grad():
+        out = build_teacher(cfg.teacher, use_cache=False).flow(target, source)
+    (road,) = loss_curves(
+        target,
+        source,
+        frame.intrinsics.fx,
+        frame.baseline,
+        out.flow,
+        out.valid,
+        [pixels[0][1:]],
+        depth_hypotheses(1.0, 60.0, 240),
+        cfg.loss,
+        5,
+    )
+    assert abs(road.argmin["fd"] - depth["road"]) < 0.1 * depth["road"]
+    plot_curves([road], str(tmp_path / "road.png"), ["road"])
+    assert (tmp_path / "road.png").stat().st_size > 0
+    with pytest.raises(LossCurveError, match="expected 1 titles, got 2"):
+        plot_curves([road], str(tmp_path / "bad.png"), ["road", "sky"])
+
+
+def test_pick_pixels_refuses_an_image_too_small_for_the_margin():
+    from fg_depth_core.loss_curve import LossCurveError, pick_pixels
+
+    with pytest.raises(LossCurveError, match="more than twice the margin"):
+        pick_pixels(np.zeros((6, 40, 3), np.uint8), np.ones((6, 40), np.float32), 3)
