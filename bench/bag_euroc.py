@@ -173,7 +173,8 @@ def picture(net: torch.nn.Module, dataset: Any, teacher: Any, cfg: Any, path: Pa
         depth = net.predict(s["left"][None])[0, 0].numpy()
         disparity = teacher_disparity(teacher.flow(s["left"][None], s["right"][None]))
     ref = float(s["focal"]) * float(s["baseline"]) / np.where(disparity > 0, disparity, np.nan)
-    lo, hi = cfg.eval.min_depth, float(np.nanpercentile(ref, 95))
+    # The colour scale spans the scene's depths (the teacher's 5th to 95th percentile), not the eval range.
+    lo, hi = (float(np.nanpercentile(ref, q)) for q in (5, 95))
     left = (s["left"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
     panel = np.hstack([left, colorize_depth(depth, lo, hi), colorize_depth(ref, lo, hi)])
     path.parent.mkdir(parents=True, exist_ok=True)

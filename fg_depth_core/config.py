@@ -28,7 +28,7 @@ class ConfigError(FgDepthError, ValueError):
 
 ENCODERS = ("resnet18", "resnet34", "resnet50")
 TEACHER_METHODS = ("sgbm", "raft_small", "raft_large")
-PHOTOMETRIC_MASKS = ("none", "auto", "flow_prior")
+PHOTOMETRIC_MASKS = ("none", "auto", "flow_prior", "flow_prior_auto")
 DR_PENALTIES = ("log_l1", "l1", "inv_l1", "berhu")
 DATASETS = ("synth", "kitti", "folder", "bag")
 #: Rectification of bag images: "auto" when CameraInfo D or R say they are raw, or forced on or off.
@@ -165,7 +165,11 @@ LOSS_PRESETS: Dict[str, Dict[str, Any]] = {
     "dr": {"photometric_mask": "flow_prior", "use_dr": True, "use_fp": False},
     "fp": {"photometric_mask": "flow_prior", "use_dr": False, "use_fp": True},
     "fgdepth": {"photometric_mask": "flow_prior", "use_dr": True, "use_fp": True},
+    # Our extension, not in the paper: FG-Depth with Monodepth2's auto-mask where the teacher has no output.
+    "fgdepth_auto": {"photometric_mask": "flow_prior_auto", "use_dr": True, "use_fp": True},
 }
+#: The presets of the paper's ablation table, in its order (LOSS_PRESETS adds our extensions).
+PAPER_PRESETS = ("baseline", "mask", "dr", "fp", "fgdepth")
 
 
 @dataclass
@@ -179,8 +183,9 @@ class LossConfig:
     preset: str = "fgdepth"
     #: Weight of SSIM in pe = alpha * (1 - SSIM) / 2 + (1 - alpha) * L1.
     ssim_alpha: float = 0.85
-    #: Mask M of L_ph: "auto" (M_p, Monodepth2's auto-mask), "flow_prior" (M_fp, needs the teacher) or
-    #: "none" (every pixel the depth warp keeps in view).
+    #: Mask M of L_ph: "auto" (M_p, Monodepth2's auto-mask), "flow_prior" (M_fp, needs the teacher),
+    #: "flow_prior_auto" (M_fp, and M_p where the teacher has no valid output: our extension) or "none"
+    #: (every pixel the depth warp keeps in view).
     photometric_mask: str = "flow_prior"
     #: delta of M_fp: teacher pseudo depth (metres) at or above which a pixel is dropped.
     prior_mask_max_depth: float = 80.0
@@ -423,6 +428,9 @@ class TrainConfig:
     device: str = "auto"
     #: Mixed precision (bfloat16/float16 autocast); used on CUDA only.
     amp: bool = True
+    #: PyTorch CPU threads while training; 0 = PyTorch's default (one per core). On a CPU that other jobs
+    #: share, fewer threads than cores avoid threads waiting on each other, which can slow steps severalfold.
+    cpu_threads: int = 0
     #: Steps between checkpoints (RUN_DIR/last.pt; also written at the end and on Ctrl-C/SIGTERM).
     checkpoint_every: int = 500
     #: Steps between validations (val loss, and abs_rel where the val set has depth ground truth; the best
@@ -444,6 +452,10 @@ class TrainConfig:
             )
         _positive(where, "lr_gamma", self.lr_gamma)
         _choice(where, "device", self.device, DEVICES)
+        if self.cpu_threads < 0:
+            raise ConfigError(
+                f"{where}.cpu_threads: expected >= 0 (0 = PyTorch's default), got {self.cpu_threads}"
+            )
 
 
 @dataclass

@@ -156,20 +156,36 @@ def photometric_mask(
     pe_identity: Optional[torch.Tensor],
     warp_inside: torch.Tensor,
     prior_mask: Optional[torch.Tensor],
+    teacher_valid: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """The mask M of L_ph by config name: "auto" -> M_p, "flow_prior" -> M_fp, "none" -> the depth warp's
-    in-view pixels. All (B,1,H,W) bool."""
+    """The mask M of L_ph by config name: "auto" -> M_p, "flow_prior" -> M_fp, "flow_prior_auto" -> M_fp
+    where the teacher is valid and M_p where it is not, "none" -> the depth warp's in-view pixels. All
+    (B,1,H,W) bool.
+
+    "flow_prior_auto" is our extension: M_fp alone leaves the teacher's holes (textureless areas, occlusions
+    for SGBM) without any photometric supervision; there the auto-mask decides, as in the baseline. Pixels
+    the teacher saw as farther than delta (sky) stay out, as in M_fp.
+    """
+    if kind in ("auto", "flow_prior_auto") and pe_identity is None:
+        raise LossError(f"photometric_mask {kind!r} needs pe(I_t, I_s)")
+    if kind in ("flow_prior", "flow_prior_auto") and prior_mask is None:
+        raise LossError(f"photometric_mask {kind!r} needs the teacher flow")
     if kind == "auto":
-        if pe_identity is None:
-            raise LossError("photometric_mask 'auto' needs pe(I_t, I_s)")
         return auto_mask(pe_warped, pe_identity)
     if kind == "flow_prior":
-        if prior_mask is None:
-            raise LossError("photometric_mask 'flow_prior' needs the teacher flow")
         return prior_mask
+    if kind == "flow_prior_auto":
+        if teacher_valid is None:
+            raise LossError("photometric_mask 'flow_prior_auto' needs the teacher's validity")
+        return prior_mask | (~teacher_valid.bool() & auto_mask(pe_warped, pe_identity))
     if kind == "none":
         return warp_inside
-    raise LossError(f"photometric_mask: expected auto, flow_prior or none, got {kind!r}")
+    raise LossError(f"photometric_mask: expected auto, flow_prior, flow_prior_auto or none, got {kind!r}")
+
+
+def needs_teacher(cfg: LossConfig) -> bool:
+    """True when the loss config uses the teacher (M_fp, L_dr or L_fp)."""
+    return cfg.photometric_mask in ("flow_prior", "flow_prior_auto") or cfg.use_dr or cfg.use_fp
 
 
 def total_loss(
@@ -200,8 +216,7 @@ def total_loss(
     """
     if not depths:
         raise LossError("total_loss: expected at least one depth scale, got none")
-    needs_teacher = cfg.photometric_mask == "flow_prior" or cfg.use_dr or cfg.use_fp
-    if needs_teacher and (teacher_flow is None or teacher_valid is None):
+    if needs_teacher(cfg) and (teacher_flow is None or teacher_valid is None):
         raise LossError(
             f"loss.preset {cfg.preset!r} (photometric_mask={cfg.photometric_mask!r}, use_dr={cfg.use_dr}, "
             f"use_fp={cfg.use_fp}) needs the teacher flow and validity, got none"
@@ -216,7 +231,8 @@ def total_loss(
             target_depth, _ = pseudo_depth(teacher_flow, focal, baseline)
             if cfg.use_fp:
                 flow_recon, _ = flow_warp(source, teacher_flow)
-        pe_identity = pe(target, source, alpha) if cfg.photometric_mask == "auto" else None
+        uses_auto = cfg.photometric_mask in ("auto", "flow_prior_auto")
+        pe_identity = pe(target, source, alpha) if uses_auto else None
 
     sums: Dict[str, torch.Tensor] = {}
     masks: Dict[str, torch.Tensor] = {}
@@ -225,7 +241,9 @@ def total_loss(
         depth = resize_to(depth_s, h, w)
         recon, inside = depth_warp(source, depth, focal, baseline)
         pe_warped = pe(target, recon, alpha)
-        mask = photometric_mask(cfg.photometric_mask, pe_warped.detach(), pe_identity, inside, prior)
+        mask = photometric_mask(
+            cfg.photometric_mask, pe_warped.detach(), pe_identity, inside, prior, teacher_valid
+        )
         terms = {"photometric": masked_mean(pe_warped, mask)}
         distill = []
         if cfg.use_dr:

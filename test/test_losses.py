@@ -17,6 +17,7 @@ from fg_depth_core.losses import (
     dr_penalty,
     masked_mean,
     pe,
+    photometric_mask,
     prior_flow_mask,
     pseudo_depth,
     smoothness,
@@ -269,10 +270,10 @@ def test_presets_switch_terms_as_in_the_ablation_table(preset):
     prior = prior_flow_mask(flow, valid, FOCAL, BASE, 80.0)
     assert torch.equal(logs["mask_prior"], prior)
     recon, _ = depth_warp(right, wrong, FOCAL, BASE)
-    if row["photometric_mask"] == "auto":
-        expected = pe(left, recon, 0.85) < pe(left, right, 0.85)
-    else:
-        expected = prior
+    auto = pe(left, recon, 0.85) < pe(left, right, 0.85)
+    expected = {"auto": auto, "flow_prior": prior, "flow_prior_auto": prior | (~valid & auto)}[
+        row["photometric_mask"]
+    ]
     assert torch.equal(logs["mask_photometric"], expected)
     assert logs["photometric"].item() == pytest.approx(masked_mean(pe(left, recon, 0.85), expected).item())
     fd = 2.0 * logs.get("dr", 0.0) + 0.5 * logs.get("fp", 0.0)
@@ -281,6 +282,25 @@ def test_presets_switch_terms_as_in_the_ablation_table(preset):
         assert logs["fd"] > 0
     total = logs["photometric"] + fd + 1e-3 * logs["smoothness"]
     assert loss.item() == pytest.approx(float(total), rel=1e-6)
+
+
+def test_flow_prior_auto_falls_back_to_the_auto_mask_only_in_teacher_holes():
+    left, right, depth, flow = _pair()
+    valid = torch.ones_like(flow[:, :1], dtype=torch.bool)
+    valid[..., :, : valid.shape[-1] // 2] = False  # the teacher is silent on the left half
+    far = flow.clone()
+    far[..., 0, :, -4:] = -1e-4  # and sees the last columns as very far (sky): out of M_fp
+    pe_warped, pe_identity = torch.rand(2, *valid.shape, generator=torch.Generator().manual_seed(0))
+    inside = torch.ones_like(valid)
+    prior = prior_flow_mask(far, valid, FOCAL, BASE, 80.0)
+    mask = photometric_mask("flow_prior_auto", pe_warped, pe_identity, inside, prior, valid)
+    auto = pe_warped < pe_identity
+    half = valid.shape[-1] // 2
+    assert torch.equal(mask[..., :half], auto[..., :half])  # holes: the auto-mask decides
+    assert torch.equal(mask[..., half:], prior[..., half:])  # teacher valid: M_fp, sky excluded
+    assert not mask[..., -4:].any() and auto[..., -4:].any()
+    with pytest.raises(LossError, match="validity"):
+        photometric_mask("flow_prior_auto", pe_warped, pe_identity, inside, prior, None)
 
 
 def test_baseline_needs_no_teacher_and_the_others_do():

@@ -91,6 +91,20 @@ def test_training_on_a_fixed_batch_lowers_the_loss(tmp_path, shared):
     assert last < 0.9 * first, losses
 
 
+def test_cpu_threads_sets_the_torch_thread_count(tmp_path, shared):
+    before = torch.get_num_threads()
+    try:
+        Trainer(tiny(shared, "train.cpu_threads=2", "data.synth.train_frames=2"), tmp_path / "a", progress=False)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        Trainer(tiny(shared, "data.synth.train_frames=2"), tmp_path / "b", progress=False)  # 0: left alone
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="train.cpu_threads: expected >= 0"):
+        tiny(shared, "train.cpu_threads=-1")
+
+
 def test_a_tiny_run_writes_checkpoints_config_and_tensorboard(tiny_run):
     cfg = load_config(tiny_run / "config.yaml")
     state = load_checkpoint(tiny_run / "last.pt")

@@ -50,7 +50,7 @@ from fg_depth_core.config import (
     load_config,
 )
 from fg_depth_core.errors import FgDepthError
-from fg_depth_core.losses import total_loss
+from fg_depth_core.losses import needs_teacher, total_loss
 from fg_depth_core.train.checkpoint import (
     CheckpointError,
     checkpoint_config,
@@ -294,6 +294,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ctx = ctx or DistContext(device=select_device(cfg.train.device))
         self.device = self.ctx.device
+        if cfg.train.cpu_threads > 0:
+            torch.set_num_threads(cfg.train.cpu_threads)
         self.progress = progress
         self.step = 0
         self.best: Optional[Dict[str, Any]] = None
@@ -306,7 +308,7 @@ class Trainer:
 
         resume_state = self._prepare_run_dir(resume)
         seed_everything(cfg.train.seed)
-        self.needs_teacher = cfg.loss.photometric_mask == "flow_prior" or cfg.loss.use_dr or cfg.loss.use_fp
+        self.needs_teacher = needs_teacher(cfg.loss)
         if datasets is None:
             datasets = self._build_datasets()
         self.train_set, self.val_set = datasets
