@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
+from fg_depth_core.commands import add_set_argument  # noqa: E402
 from fg_depth_core.config import LOSS_PRESETS, PAPER_PRESETS, load_config  # noqa: E402
 from fg_depth_core.metrics import METRIC_NAMES  # noqa: E402
 
@@ -66,14 +67,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--test-frames", type=int, default=40, help="held-out test pairs that are scored")
     p.add_argument("--learning-rate", type=float, default=2e-4, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=0, help="seed of the world and of training")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra config override for every preset (as fg-depth train --set)",
-    )
+    add_set_argument(p, "extra config override for every preset (as fg-depth train --set)")
     p.add_argument("--results", default=str(ROOT / "docs" / "RESULTS.md"), help="markdown file to update")
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
     return p.parse_args(argv)

@@ -47,6 +47,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from fg_depth_core.commands import add_set_argument
 from fg_depth_core.config import Config, load_config
 from fg_depth_core.data.base import RawPair
 from fg_depth_core.errors import FgDepthError
@@ -940,14 +941,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument(
         "--config", default=None, help=f"YAML config (default: {DEFAULT_CONFIG.relative_to(ROOT)})"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, e.g. train.max_steps=100 (repeatable)",
-    )
+    add_set_argument(p, "config override, e.g. train.max_steps=100 (repeatable)")
     p.add_argument(
         "--quick",
         action="store_true",

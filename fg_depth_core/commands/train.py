@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from fg_depth_core.commands import add_set_argument
 from fg_depth_core.commands.bag_info import add_topic_arguments, topic_overrides
 
 EPILOG = """\
@@ -13,7 +14,7 @@ examples:
   fg-depth train --config config/train_synth.yaml --out runs/synth
   fg-depth train --config config/train_kitti_640x192.yaml --out runs/k640 --set data.path=/data/kitti_raw
   fg-depth train --out runs/synth --resume --set train.max_steps=6000    # continue, with more steps
-  fg-depth train --bag ~/bags/run1 --left /cam0/image_raw --right /cam1/image_raw --out runs/mybot \
+  fg-depth train --bag ~/bags/run1 --left /cam0/image_raw --right /cam1/image_raw --out runs/mybot \\
       --config config/train_bag.yaml          # a robot's own stereo recording (see fg-depth bag-info)
   torchrun --nproc_per_node=4 -m fg_depth_core train --config config/train_kitti_1024x320.yaml \\
       --out runs/k1024 --set data.path=/data/kitti_raw
@@ -47,14 +48,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "then uses the config stored in RUN_DIR/last.pt, and with --bag (the defaults then)",
     )
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory for checkpoints and logs")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.max_steps=1000 (repeatable; value parsed as YAML)",
-    )
+    add_set_argument(p)
     p.add_argument(
         "--resume",
         action="store_true",
