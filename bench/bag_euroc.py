@@ -241,7 +241,7 @@ def section(args: argparse.Namespace, rect: Dict[str, Dict[str, float]], run: Di
         "",
         f"Command: `.venv/bin/python bench/bag_euroc.py {' '.join(argv)}` ({time.strftime('%Y-%m-%d')}).",
         f"Machine: {machine_description()}.",
-        f"Bag: {args.bag} ({args.left} + {args.right}, raw mono8 752x480, plumb_bob, 20 Hz).",
+        f"Bag: {args.bag} ({args.left} + {args.right}).",
         "",
         f"Rectification ({rec['description']}), measured on SIFT matches that fit the epipolar geometry "
         f"(RANSAC, {RANSAC_PX:g} px) in every {args.every}-th pair:",

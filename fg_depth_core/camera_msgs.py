@@ -33,6 +33,16 @@ RGB_ENCODINGS: Dict[str, Tuple[int, Tuple[int, int, int]]] = {
 }
 
 
+#: Nanoseconds per second (header stamps are sec + nanosec).
+NS_PER_S = 1_000_000_000
+
+
+def stamp_ns(msg: Any) -> int:
+    """msg.header.stamp as integer nanoseconds."""
+    stamp = msg.header.stamp
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
 def what_prefix(what: str) -> str:
     """``what`` as the prefix of an error message ("" when empty)."""
     return f"{what}: " if what else ""

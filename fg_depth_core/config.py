@@ -29,6 +29,9 @@ class ConfigError(FgDepthError, ValueError):
 ENCODERS = ("resnet18", "resnet34", "resnet50")
 TEACHER_METHODS = ("sgbm", "raft_small", "raft_large")
 PHOTOMETRIC_MASKS = ("none", "auto", "flow_prior", "flow_prior_auto")
+#: The photometric masks that use the teacher's M_fp, and those that use the auto-mask M_p.
+FLOW_PRIOR_MASKS = ("flow_prior", "flow_prior_auto")
+AUTO_MASKS = ("auto", "flow_prior_auto")
 DR_PENALTIES = ("log_l1", "l1", "inv_l1", "berhu")
 DATASETS = ("synth", "kitti", "folder", "bag")
 #: Rectification of bag images: "auto" when CameraInfo D or R say they are raw, or forced on or off.

@@ -152,7 +152,8 @@ def _field_comments(node: ast.ClassDef, lines: List[str]) -> Dict[str, str]:
     return out
 
 
-def _call_name(call: ast.Call) -> str:
+def call_name(call: ast.Call) -> str:
+    """The called function's name of ``call`` (f(...) -> "f", a.b.f(...) -> "f")."""
     func = call.func
     if isinstance(func, ast.Name):
         return func.id
@@ -176,7 +177,7 @@ def _collect_rules(
                 _collect_rules(child, namespace, out, inner)
             return
     if isinstance(node, ast.Call):
-        name = _call_name(node)
+        name = call_name(node)
         keys = _keys_of(node.args[1], loop_keys) if len(node.args) >= 2 else []
         if name in CHOICE_HELPERS and len(node.args) >= 4:
             choices = _evaluate(node.args[3], namespace)
@@ -358,8 +359,9 @@ def format_default(value: Any) -> str:
         return json.dumps(str(value))
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def table_cell(text: Any) -> str:
+    """``text`` made safe for a Markdown table cell (pipes escaped, one line)."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def anchor(title: str) -> str:
@@ -399,15 +401,10 @@ def render(root: Any = None) -> str:
         out += ["| key | type | default | allowed | description |", "|---|---|---|---|---|"]
         for key in section.keys:
             out.append(
-                f"| `{key.key}` | {key.type} | `{_cell(format_default(key.default))}` | "
-                f"{_cell(key.allowed)} | {_cell(key.description)} |"
+                f"| `{key.key}` | {key.type} | `{table_cell(format_default(key.default))}` | "
+                f"{table_cell(key.allowed)} | {table_cell(key.description)} |"
             )
     return "\n".join(out) + "\n"
-
-
-def undocumented(root: Any = None) -> List[str]:
-    """Keys whose source has no description (no ``#:`` comment, none pointing to them)."""
-    return [k.key for s in sections(root) for k in s.keys if not k.description]
 
 
 def check(path: Path, expected: str, command: str = REGENERATE) -> Optional[str]:

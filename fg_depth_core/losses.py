@@ -13,7 +13,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from fg_depth_core.config import LossConfig
+from fg_depth_core.config import AUTO_MASKS, FLOW_PRIOR_MASKS, LossConfig
 from fg_depth_core.errors import FgDepthError
 from fg_depth_core.geometry import (
     Scalar,
@@ -166,9 +166,9 @@ def photometric_mask(
     for SGBM) without any photometric supervision; there the auto-mask decides, as in the baseline. Pixels
     the teacher saw as farther than delta (sky) stay out, as in M_fp.
     """
-    if kind in ("auto", "flow_prior_auto") and pe_identity is None:
+    if kind in AUTO_MASKS and pe_identity is None:
         raise LossError(f"photometric_mask {kind!r} needs pe(I_t, I_s)")
-    if kind in ("flow_prior", "flow_prior_auto") and prior_mask is None:
+    if kind in FLOW_PRIOR_MASKS and prior_mask is None:
         raise LossError(f"photometric_mask {kind!r} needs the teacher flow")
     if kind == "auto":
         return auto_mask(pe_warped, pe_identity)
@@ -185,7 +185,7 @@ def photometric_mask(
 
 def needs_teacher(cfg: LossConfig) -> bool:
     """True when the loss config uses the teacher (M_fp, L_dr or L_fp)."""
-    return cfg.photometric_mask in ("flow_prior", "flow_prior_auto") or cfg.use_dr or cfg.use_fp
+    return cfg.photometric_mask in FLOW_PRIOR_MASKS or cfg.use_dr or cfg.use_fp
 
 
 def total_loss(
@@ -231,8 +231,7 @@ def total_loss(
             target_depth, _ = pseudo_depth(teacher_flow, focal, baseline)
             if cfg.use_fp:
                 flow_recon, _ = flow_warp(source, teacher_flow)
-        uses_auto = cfg.photometric_mask in ("auto", "flow_prior_auto")
-        pe_identity = pe(target, source, alpha) if uses_auto else None
+        pe_identity = pe(target, source, alpha) if cfg.photometric_mask in AUTO_MASKS else None
 
     sums: Dict[str, torch.Tensor] = {}
     masks: Dict[str, torch.Tensor] = {}

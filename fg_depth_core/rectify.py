@@ -18,7 +18,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from fg_depth_core.camera import StereoRig
+from fg_depth_core.camera import CameraError, StereoRig
 from fg_depth_core.camera_msgs import ConversionError, info_matrix, stereo_rig_from_infos, what_prefix
 from fg_depth_core.config import RECTIFY_MODES
 
@@ -42,12 +42,15 @@ class CameraCalibration:
     k: np.ndarray
     r: np.ndarray
     p: np.ndarray
+    #: Binning or a region of interest is set (the images are not the calibrated full frame).
+    binned_or_cropped: bool = False
+    #: Prefix of error messages (the topic).
+    what: str = ""
 
     @classmethod
     def from_info(cls, msg: Any, what: str = "") -> "CameraCalibration":
         """From a CameraInfo message (rclpy or rosbags). Raises ConversionError naming ``what`` and the field
-        for a zero size, wrong matrix sizes, an all-zero K, or binning / a region of interest (not
-        supported when rectifying)."""
+        for a zero size, wrong matrix sizes or an all-zero K."""
         width, height = int(msg.width), int(msg.height)
         if width <= 0 or height <= 0:
             raise ConversionError(
@@ -62,14 +65,9 @@ class CameraCalibration:
         if not np.any(r != 0):
             r = np.eye(3)  # an unset R means no rotation (monocular cameras leave it zero)
         d = np.asarray(msg.d, dtype=np.float64).reshape(-1)
-        calib = cls(width, height, str(msg.distortion_model), d, k, r, info_matrix(msg.p, (3, 4), "P", what))
-        if max(int(msg.binning_x), 1) > 1 or max(int(msg.binning_y), 1) > 1 or int(msg.roi.width) > 0:
-            if calib.is_raw():
-                raise ConversionError(
-                    f"{what_prefix(what)}camera_info sets binning or a region of interest; rectifying such "
-                    "images is not supported (record full-resolution raw images, or rectified ones)"
-                )
-        return calib
+        p = info_matrix(msg.p, (3, 4), "P", what)
+        binned = max(int(msg.binning_x), 1) > 1 or max(int(msg.binning_y), 1) > 1 or int(msg.roi.width) > 0
+        return cls(width, height, str(msg.distortion_model), d, k, r, p, binned, what)
 
     def is_raw(self) -> bool:
         """True when the images need rectification: D is not zero or R is not the identity."""
@@ -81,16 +79,24 @@ class CameraCalibration:
         """(map_x, map_y): (H,W) float32 raw-image pixel coordinates of each rectified pixel."""
         import cv2
 
+        prefix = what_prefix(self.what)
+        if self.binned_or_cropped:
+            raise ConversionError(
+                f"{prefix}camera_info sets binning or a region of interest; rectifying such images is not "
+                "supported (record full-resolution raw images, or rectified ones)"
+            )
         size = (self.width, self.height)
         if self.model in FISHEYE_MODELS:
             if self.d.size < 4:
-                raise ConversionError(f"{self.model} distortion needs 4 coefficients, got {self.d.size}")
+                raise ConversionError(
+                    f"{prefix}{self.model} distortion needs 4 coefficients, got {self.d.size}"
+                )
             return cv2.fisheye.initUndistortRectifyMap(
                 self.k, self.d[:4], self.r, self.p[:, :3], size, cv2.CV_32FC1
             )
         if self.model not in PINHOLE_MODELS:
             raise ConversionError(
-                f"camera_info distortion_model {self.model!r} is not supported; supported: "
+                f"{prefix}camera_info distortion_model {self.model!r} is not supported; supported: "
                 f"{', '.join(DISTORTION_MODELS)}"
             )
         return cv2.initUndistortRectifyMap(self.k, self.d, self.r, self.p[:, :3], size, cv2.CV_32FC1)
@@ -150,9 +156,11 @@ class StereoRectifier:
         rig = stereo_rig_from_infos(left_info, right_info, what)
         self.mode = mode
         self.enabled = mode == "always" or (mode == "auto" and (self.left.is_raw() or self.right.is_raw()))
-        self.size = (self.left.width, self.left.height)
+        # Images used as recorded have the size of the (binned / cropped) intrinsics; remapped: full frame.
+        k = rig.intrinsics
+        self.size = (self.left.width, self.left.height) if self.enabled else (k.width, k.height)
         self.maps = None
-        x0, y0, w, h = 0, 0, self.left.width, self.left.height
+        x0, y0, w, h = 0, 0, self.size[0], self.size[1]
         if self.enabled:
             self.maps = (self.left.maps(), self.right.maps())
             if crop:
@@ -161,7 +169,10 @@ class StereoRectifier:
                     valid &= inside_raw(map_x, map_y, w, h)
                 x0, y0, w, h = valid_crop(valid)
         self.crop = (x0, y0, w, h)
-        self.rig = StereoRig(rig.intrinsics.cropped(x0, y0, w, h), rig.baseline)
+        try:
+            self.rig = StereoRig(k.cropped(x0, y0, w, h), rig.baseline)
+        except CameraError as exc:
+            raise ConversionError(f"{prefix}camera_info: {exc}") from None
 
     def __call__(self, left: np.ndarray, right: np.ndarray, what: str = "") -> Tuple[np.ndarray, np.ndarray]:
         """Rectified, cropped (H',W',3) uint8 views of raw (H,W,3) uint8 ``left`` and ``right``."""

@@ -47,6 +47,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from fg_depth_core.camera_msgs import stamp_ns
 from fg_depth_core.commands import add_set_argument
 from fg_depth_core.config import Config, load_config
 from fg_depth_core.data.base import RawPair
@@ -282,11 +283,6 @@ class Recording:
     #: The node's last /diagnostics key/values, and its settings.
     diagnostics: Dict[str, str] = field(default_factory=dict)
     node: Dict[str, Any] = field(default_factory=dict)
-
-
-def stamp_ns(msg: Any) -> int:
-    """A message header's stamp in nanoseconds."""
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
 def node_parameters(settings: Settings) -> Dict[str, Any]:
@@ -581,15 +577,20 @@ def display_range(frames: Sequence[FrameResult], cfg: Config) -> Tuple[float, fl
     return max(nearest, cfg.eval.min_depth), cfg.eval.max_depth
 
 
-def side_by_side(frame: FrameResult, depth_range: Tuple[float, float]) -> np.ndarray:
+def teacher_name(cfg: Config) -> str:
+    """The teacher as figures name it: "SGBM", "RAFT_SMALL", ..."""
+    return cfg.teacher.method.upper()
+
+
+def side_by_side(frame: FrameResult, depth_range: Tuple[float, float], teacher_label: str) -> np.ndarray:
     """input | node depth | teacher depth | ground truth, labelled, over one colour bar: (H', W', 3) uint8."""
     from fg_depth_core.visualize import colorize_depth, depth_colorbar, labelled, panel_row
 
     m = frame.metrics
-    teacher = "SGBM teacher: no match anywhere"
+    teacher = f"{teacher_label} teacher: no match anywhere"
     if frame.teacher_metrics is not None:
         teacher = (
-            f"SGBM teacher (black: no match): AbsRel {frame.teacher_metrics['abs_rel']:.3f} on "
+            f"{teacher_label} teacher (black: no match): AbsRel {frame.teacher_metrics['abs_rel']:.3f} on "
             f"{frame.teacher_coverage:.0%} of pixels"
         )
     panels = [
@@ -715,7 +716,6 @@ def metrics_report(
 ) -> Dict[str, Any]:
     """The content of metrics.json."""
     from fg_depth_core.evaluate import aggregate
-    from fg_depth_core.metrics import METRIC_NAMES
 
     cfg = settings.cfg
     scored = [f.teacher_metrics for f in frames if f.teacher_metrics is not None]
@@ -732,8 +732,9 @@ def metrics_report(
             },
         },
         "teacher": {
-            "what": "the SGBM teacher's depth (as in training, at the network input size) where it has one",
-            **({k: float(np.mean([m[k] for m in scored])) for k in METRIC_NAMES} if scored else {}),
+            "what": f"the {teacher_name(cfg)} teacher's depth (as in training, at the network input size) "
+            "where it has one",
+            **(aggregate(scored) if scored else {}),
             "coverage": float(np.mean([f.teacher_coverage for f in frames])),
         },
         "latency_ms": {
@@ -816,8 +817,8 @@ def summary_lines(settings: Settings, report: Dict[str, Any]) -> List[str]:
         f"{depth['eval']['max_depth']:g} m): AbsRel {depth['abs_rel']:.3f}, SqRel {depth['sq_rel']:.3f}, "
         f"RMSE {depth['rmse']:.2f} m, d<1.25 {depth['a1']:.3f}"
         + (
-            f"; the SGBM teacher, where it matches ({teacher['coverage']:.0%} of pixels): AbsRel "
-            f"{teacher['abs_rel']:.3f}."
+            f"; the {teacher_name(settings.cfg)} teacher, where it matches ({teacher['coverage']:.0%} of "
+            f"pixels): AbsRel {teacher['abs_rel']:.3f}."
             if "abs_rel" in teacher
             else "."
         ),
@@ -828,8 +829,8 @@ def summary_lines(settings: Settings, report: Dict[str, Any]) -> List[str]:
         "Where to look:",
         "",
         f"- `{FRAMES_DIR}/*.png` ({len(frames)} files, e.g. `{frames[0]['png']}`): input | depth_node's "
-        "depth | SGBM teacher depth | ground truth, one colour scale (bar below, metres), per-frame metrics "
-        "in the titles",
+        f"depth | {teacher_name(settings.cfg)} teacher depth | ground truth, one colour scale (bar below, "
+        "metres), per-frame metrics in the titles",
         f"- `{POINTCLOUD_PNG}`: the point cloud depth_node published for {report['point_cloud']['frame']} "
         f"({report['point_cloud']['points']} points), seen from behind and above the camera",
         f"- `{LOSS_CURVES_PNG}` (`{LOSS_CURVES_JSON}`): the paper's Fig. 3, each loss against a depth "
@@ -916,8 +917,9 @@ def run_stages(settings: Settings) -> Dict[str, Any]:
     frames = score_frames(settings, rec, teacher)
     depth_range = display_range(frames, cfg)
     clear_frames(settings.out)
+    label = teacher_name(settings.cfg)
     for frame in frames:
-        save_png(frame_png(settings.out, frame.name), side_by_side(frame, depth_range))
+        save_png(frame_png(settings.out, frame.name), side_by_side(frame, depth_range, label))
     np.savez_compressed(settings.out / NODE_DEPTH_NPZ, **{f.name: f.pred for f in frames})
     points = draw_cloud(settings.out / POINTCLOUD_PNG, rec.clouds[0], frames[0].name)
     draw_loss_curves(settings, rec.indices[0], teacher)

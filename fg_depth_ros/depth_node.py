@@ -48,6 +48,7 @@ from std_msgs.msg import Float32
 from stereo_msgs.msg import DisparityImage
 
 from fg_depth_core.camera import Intrinsics
+from fg_depth_core.camera_msgs import READ_ENCODINGS, stamp_ns
 from fg_depth_core.deploy.estimator import DepthEstimator, InputError, postprocess, resize_interpolation
 from fg_depth_core.errors import FgDepthError
 from fg_depth_core.visualize import colorize_depth
@@ -64,13 +65,19 @@ from fg_depth_ros.conversions import (
     stereo_rig_from_infos,
 )
 from fg_depth_ros.diagnostics import LatencyWindow, RateMeter
-from fg_depth_ros.node_params import PARAMETERS, NodeParamError, check_settings, check_value, descriptor
+from fg_depth_ros.node_params import (
+    MODES,
+    PARAMETERS,
+    NodeParamError,
+    check_settings,
+    check_value,
+    descriptor,
+)
 from fg_depth_ros.qos import camera_qos, output_qos
 from fg_depth_ros.scale import ScaleEstimator, ScaleSettings, StereoDepth, scale_measurement
 from fg_depth_ros.sync import make_synchronizer
 from fg_depth_ros.worker import NewestOnlyWorker
 
-MODES = ("mono", "stereo")
 #: Topic QoS kinds: camera inputs (SensorDataQoS), outputs (the qos.* parameters) and diagnostics.
 TOPIC_QOS = ("camera", "output", "diagnostics")
 #: History depth of /diagnostics (reliable, volatile, keep last).
@@ -97,8 +104,7 @@ class Topic:
 TOPICS: Tuple[Topic, ...] = (
     Topic(
         "image", Image, "in", ("mono",), "camera",
-        "camera image: rgb8, bgr8, rgba8, bgra8 or mono8, any row step; each pairs with the newest "
-        "camera_info",
+        f"camera image: {', '.join(READ_ENCODINGS)}, any row step; each pairs with the newest camera_info",
     ),
     Topic(
         "camera_info", CameraInfo, "in", ("mono",), "camera",
@@ -441,8 +447,7 @@ class DepthNode(Node):
         self.node_latency.add(done - submitted_at)
         # Plain nanoseconds: a camera clock slightly ahead gives a negative age, which rclpy's Duration
         # refuses on some distributions.
-        stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-        stamp_age = (self.get_clock().now().nanoseconds - stamp) * 1e-9
+        stamp_age = (self.get_clock().now().nanoseconds - stamp_ns(frame.images[0])) * 1e-9
         self.stamp_latency.add(stamp_age)
         self.overhead.add(stamp_age - inference)
         self.output_rate.tick(done)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from fg_depth_core.config_doc import anchor, format_default, run_cli
+from fg_depth_core.config_doc import anchor, call_name, format_default, run_cli, table_cell
 from fg_depth_ros import play
 from fg_depth_ros.depth_node import TOPIC, TOPICS, Topic, topic_qos
 from fg_depth_ros.node_params import PARAMETERS, check_settings
@@ -33,10 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "depth.launch.py"
 #: ROS names of the parameter types.
 ROS_TYPES = {bool: "bool", int: "integer", float: "double", str: "string"}
-
-
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def msg_type_name(msg_type: type) -> str:
@@ -104,7 +100,7 @@ def launch_arguments(path: Path = LAUNCH_FILE) -> List[Dict[str, Any]]:
     remap_args = constants.get("REMAP_ARGUMENTS", {})
     out = []
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and _func_name(node) == "DeclareLaunchArgument" and node.args):
+        if not (isinstance(node, ast.Call) and call_name(node) == "DeclareLaunchArgument" and node.args):
             continue
         keywords = {kw.arg: kw.value for kw in node.keywords}
         name = ast.literal_eval(node.args[0])
@@ -125,12 +121,6 @@ def launch_arguments(path: Path = LAUNCH_FILE) -> List[Dict[str, Any]]:
     return out
 
 
-def _func_name(call: ast.Call) -> str:
-    if isinstance(call.func, ast.Name):
-        return call.func.id
-    return getattr(call.func, "attr", "")
-
-
 def _launch_value(
     node: ast.AST, names: Mapping[str, ast.AST], constants: Mapping[str, Any], depth: int = 0
 ) -> str:
@@ -145,7 +135,7 @@ def _launch_value(
         if node.id in names:
             return _launch_value(names[node.id], names, constants, depth + 1)
     if isinstance(node, ast.Call):
-        func = _func_name(node)
+        func = call_name(node)
         args = [_launch_value(a, names, constants, depth + 1) for a in node.args]
         if func == "PathJoinSubstitution" and node.args and isinstance(node.args[0], (ast.List, ast.Tuple)):
             return "/".join(_launch_value(e, names, constants, depth + 1) for e in node.args[0].elts)
@@ -165,8 +155,8 @@ def _topic_rows(topics: List[Topic], settings: Mapping[str, Any]) -> List[str]:
         published = topic.when if topic.direction == "out" else ""
         rows.append(
             f"| `{topic.name}` | {msg_type_name(topic.msg_type)} | {', '.join(topic.modes)} | "
-            f"{_cell(describe_qos(topic_qos(topic, settings)))} | {_cell(topic.description)} | "
-            f"{_cell(published)} |"
+            f"{table_cell(describe_qos(topic_qos(topic, settings)))} | {table_cell(topic.description)} | "
+            f"{table_cell(published)} |"
         )
     return rows
 
@@ -180,8 +170,8 @@ def _parameter_rows(parameters: Mapping[str, Any], all_read_only: bool = False) 
         dynamic = not all_read_only and getattr(spec, "dynamic", False)
         rows.append(
             f"| `{name}` | {ROS_TYPES.get(type(spec.default), type(spec.default).__name__)} | "
-            f"`{_cell(format_default(spec.default))}` | {_cell(constraints(spec))} | "
-            f"{'dynamic' if dynamic else 'read-only'} | {_cell(spec.description)} |"
+            f"`{table_cell(format_default(spec.default))}` | {table_cell(constraints(spec))} | "
+            f"{'dynamic' if dynamic else 'read-only'} | {table_cell(spec.description)} |"
         )
     return rows
 
@@ -245,10 +235,10 @@ def render(launch_file: Optional[Path] = None) -> str:
     ]
     for arg in launch_arguments(path):
         choices = ", ".join(f"`{c}`" if c else '`""`' for c in arg["choices"])
-        default = f"`{_cell(arg['default'])}`" if arg["default"] else '`""`'
+        default = f"`{table_cell(arg['default'])}`" if arg["default"] else '`""`'
         out.append(
-            f"| `{arg['name']}` | {default} | {choices} | {_cell(arg['effect'])} | "
-            f"{_cell(arg['description'])} |"
+            f"| `{arg['name']}` | {default} | {choices} | {table_cell(arg['effect'])} | "
+            f"{table_cell(arg['description'])} |"
         )
     out += [
         "",

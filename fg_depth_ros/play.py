@@ -40,10 +40,10 @@ from std_msgs.msg import Header
 from fg_depth_core.data.base import RawPair
 from fg_depth_core.errors import FgDepthError
 from fg_depth_ros.conversions import intrinsics_to_camera_info, rgb_to_image
+from fg_depth_ros.node_params import MODES
 from fg_depth_ros.qos import PROFILES, profile
 
 DATASETS = ("synth", "folder", "kitti")
-MODES = ("mono", "stereo")
 CLOCKS = ("now", "synthetic")
 SYNTH_SPLITS = ("train", "val", "test")
 MONO_TOPICS = ("image", "camera_info")

@@ -30,14 +30,10 @@ import bisect
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from fg_depth_core.camera_msgs import stamp_ns
+
 #: Which implementation make_synchronizer uses: "auto" (message_filters if importable), or force one.
 BACKENDS = ("auto", "message_filters", "fg_depth_ros")
-
-
-def stamp_ns(msg: Any) -> int:
-    """msg.header.stamp as integer nanoseconds."""
-    stamp = msg.header.stamp
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 class ApproximateTimeSync:

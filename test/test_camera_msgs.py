@@ -70,12 +70,12 @@ def test_compressed_png_jpeg_and_bad_data():
         compressed_to_rgb(depth)
 
 
-def _info(model: str, d, k, r, p, width=64, height=48):
+def _info(model: str, d, k, r, p, width=64, height=48, binning=0):
     roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return T["sensor_msgs/msg/CameraInfo"](
         header=_header(), height=height, width=width, distortion_model=model, d=np.asarray(d, float),
         k=np.ravel(k).astype(float), r=np.ravel(r).astype(float), p=np.ravel(p).astype(float),
-        binning_x=0, binning_y=0, roi=roi,
+        binning_x=binning, binning_y=binning, roi=roi,
     )  # fmt: skip
 
 
@@ -115,6 +115,36 @@ def test_rectifier_modes_and_crop():
         rect(image[:, :10], image)
     clean = [_info("plumb_bob", [0] * 5, K, np.eye(3), p) for p in (P_LEFT, P_RIGHT)]
     assert not StereoRectifier(*clean).enabled and StereoRectifier(*clean, mode="always").enabled
+
+
+def test_binned_cameras_are_used_at_their_binned_size_and_refused_for_rectification():
+    zero = [0] * 5
+    binned = [_info("plumb_bob", zero, K, np.eye(3), p, binning=2) for p in (P_LEFT, P_RIGHT)]
+    rect = StereoRectifier(*binned, what="/cams")
+    assert not rect.enabled and rect.size == (32, 24) and rect.rig.intrinsics.fx == pytest.approx(25.0)
+    small = RNG.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    assert rect(small, small)[0].shape == (24, 32, 3)
+    raw = [_info("plumb_bob", [0.1, 0, 0, 0, 0], K, np.eye(3), p, binning=2) for p in (P_LEFT, P_RIGHT)]
+    with pytest.raises(ConversionError, match=r"^/cams: left: camera_info sets binning"):
+        StereoRectifier(*raw, what="/cams")
+    odd = [_info("kannala", [0.1], K, np.eye(3), p) for p in (P_LEFT, P_RIGHT)]
+    with pytest.raises(ConversionError, match=r"^/cams: left: camera_info distortion_model 'kannala'"):
+        StereoRectifier(*odd, what="/cams")
+
+
+def test_header_stamp_read_from_cdr_bytes_matches_deserialisation():
+    from fg_depth_core.camera_msgs import stamp_ns
+    from fg_depth_core.data.bag import header_stamp_ns
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    header = T["std_msgs/msg/Header"](
+        stamp=T["builtin_interfaces/msg/Time"](sec=1_700_000_123, nanosec=987_654_321), frame_id="cam"
+    )
+    msg = T["sensor_msgs/msg/CompressedImage"](header=header, format="png", data=np.zeros(3, np.uint8))
+    for little in (True, False):
+        raw = store.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage", little_endian=little)
+        assert header_stamp_ns(raw) == stamp_ns(msg) == 1_700_000_123_987_654_321
+    assert header_stamp_ns(b"\x01\x00\x00\x00" + bytes(8)) is None  # not CDR
 
 
 def test_valid_crop_finds_an_all_valid_rectangle():

@@ -94,11 +94,13 @@ def test_training_on_a_fixed_batch_lowers_the_loss(tmp_path, shared):
 def test_cpu_threads_sets_the_torch_thread_count(tmp_path, shared):
     before = torch.get_num_threads()
     try:
-        two = tiny(shared, "train.cpu_threads=2", "data.synth.train_frames=2")
-        Trainer(two, tmp_path / "a", progress=False)
-        assert torch.get_num_threads() == 2
         torch.set_num_threads(1)
-        Trainer(tiny(shared, "data.synth.train_frames=2"), tmp_path / "b", progress=False)  # 0: left alone
+        cfg = tiny(shared, "train.cpu_threads=2", "data.synth.train_frames=2")
+        trainer = Trainer(cfg, tmp_path / "a", progress=False)
+        assert torch.get_num_threads() == 2
+        trainer.close()
+        assert torch.get_num_threads() == 1  # the caller's count is back
+        Trainer(tiny(shared, "data.synth.train_frames=2"), tmp_path / "b", progress=False).close()  # 0: as is
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

@@ -60,6 +60,8 @@ def topic_overrides(args: argparse.Namespace) -> list:
 def run(args: argparse.Namespace) -> int:
     from fg_depth_core.config import INPUT_MULTIPLE, load_config
     from fg_depth_core.data.bag import (
+        NS,
+        BagError,
         bag_reader,
         guess_stereo_topics,
         iter_pairs,
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     bag_cfg = cfg.data.bag
     with bag_reader(args.bag) as reader:
         stats = topic_stats(reader)
-        duration = reader.duration / 1e9 if reader.message_count else 0.0
+        duration = reader.duration / NS if reader.message_count else 0.0
         print(f"bag: {args.bag}")
         print(f"  {reader.message_count} messages over {duration:.2f} s")
         print("topics:")
@@ -86,8 +88,10 @@ def run(args: argparse.Namespace) -> int:
         if not (bag_cfg.left_topic and bag_cfg.right_topic):
             guess = guess_stereo_topics(stats)
             if guess is None:
-                print("stereo: cannot tell which image topics form the pair; pass --left and --right")
-                return 0
+                raise BagError(
+                    f"{args.bag}: cannot tell which image topics form the stereo pair (listed above); pass "
+                    "--left and --right"
+                )
             bag_cfg = dataclasses.replace(
                 bag_cfg,
                 left_topic=bag_cfg.left_topic or guess[0],

@@ -16,6 +16,7 @@ No ROS installation is needed. The walk from a bag to a dataset:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -27,9 +28,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from fg_depth_core.camera import StereoRig
-from fg_depth_core.camera_msgs import ConversionError, compressed_to_rgb, image_to_rgb
-from fg_depth_core.config import BagConfig
+from fg_depth_core.camera_msgs import NS_PER_S, ConversionError, compressed_to_rgb, image_to_rgb, stamp_ns
+from fg_depth_core.config import MIN_INPUT_SIZE, BagConfig
 from fg_depth_core.data.base import DatasetError, RawPair
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -39,9 +39,11 @@ IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 #: Files a cached extraction holds besides the stereo folder.
 MANIFEST = "bag.json"
 TRAIN_LIST, VAL_LIST = "train.txt", "val.txt"
+#: image_transport sub-topics that carry an image topic in another encoding.
+TRANSPORT_SUFFIXES = ("compressed", "theora", "zstd", "ffmpeg")
 #: Bumped when the cache's content changes meaning, so older caches are rebuilt.
 CACHE_VERSION = 1
-NS = 1_000_000_000
+NS = NS_PER_S
 
 PathLike = Union[str, os.PathLike]
 
@@ -71,18 +73,9 @@ def open_bag(path: PathLike) -> Any:
     return reader
 
 
-class bag_reader:  # noqa: N801 (used like open())
-    """``with bag_reader(path) as reader:`` -- :func:`open_bag` as a context manager."""
-
-    def __init__(self, path: PathLike) -> None:
-        self.path = path
-
-    def __enter__(self) -> Any:
-        self.reader = open_bag(self.path)
-        return self.reader
-
-    def __exit__(self, *exc: Any) -> None:
-        self.reader.close()
+def bag_reader(path: PathLike) -> "contextlib.closing[Any]":
+    """``with bag_reader(path) as reader:`` -- :func:`open_bag`, closed at the end of the block."""
+    return contextlib.closing(open_bag(path))
 
 
 @dataclass
@@ -114,7 +107,7 @@ def default_info_topic(image_topic: str) -> str:
     """The CameraInfo topic image_transport pairs with ``image_topic``: the sibling ``camera_info``
     (/cam0/image_raw -> /cam0/camera_info; a transport suffix such as /compressed is dropped first)."""
     parts = image_topic.rstrip("/").split("/")
-    if parts and parts[-1] in ("compressed", "theora", "zstd", "ffmpeg"):
+    if parts and parts[-1] in TRANSPORT_SUFFIXES:
         parts = parts[:-1]
     return "/".join(parts[:-1] + ["camera_info"])
 
@@ -135,18 +128,37 @@ def _connections(reader: Any, topic: str, types: Sequence[str], role: str, bag: 
 # ------------------------------------------------------------------------------------------ stamps
 
 
-def header_ns(msg: Any) -> int:
-    """A message's header stamp in nanoseconds."""
-    return int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)
+#: CDR encapsulation ids (the payload's first 2 bytes) of little- and big-endian data.
+CDR_LITTLE_ENDIAN, CDR_BIG_ENDIAN = b"\x00\x01", b"\x00\x00"
 
 
-def read_stamps(reader: Any, topic: str, role: str, bag: PathLike) -> np.ndarray:
-    """(N,) int64 header stamps (ns) of an image topic, in recording order."""
-    cons = _connections(reader, topic, IMAGE_TYPES, role, bag)
-    stamps = [header_ns(reader.deserialize(raw, con.msgtype)) for con, _, raw in reader.messages(cons)]
-    if not stamps:
-        raise BagError(f"{bag}: topic {topic!r} ({role}) has no messages")
-    return np.asarray(stamps, dtype=np.int64)
+def header_stamp_ns(raw: bytes) -> Optional[int]:
+    """The header stamp (ns) of a CDR-serialised message that starts with std_msgs/Header (Image,
+    CompressedImage, CameraInfo), read from its first bytes without deserialising the rest: after the 4-byte
+    encapsulation come int32 sec and uint32 nanosec. None for another encoding."""
+    head = bytes(raw[:12])
+    if len(head) < 12 or head[:2] not in (CDR_LITTLE_ENDIAN, CDR_BIG_ENDIAN):
+        return None
+    order = "little" if head[:2] == CDR_LITTLE_ENDIAN else "big"
+    sec = int.from_bytes(head[4:8], order, signed=True)
+    return sec * NS + int.from_bytes(head[8:12], order, signed=False)
+
+
+def read_stamps(reader: Any, topics: Dict[str, str], bag: PathLike) -> Dict[str, np.ndarray]:
+    """{role: (N,) int64 header stamps (ns) of that role's image topic, in recording order}, in one pass
+    over the bag. ``topics`` maps a role (e.g. "left images") to its topic."""
+    cons = {role: _connections(reader, topic, IMAGE_TYPES, role, bag) for role, topic in topics.items()}
+    role_of = {id(c): role for role, group in cons.items() for c in group}
+    stamps: Dict[str, List[int]] = {role: [] for role in topics}
+    for con, _, raw in reader.messages([c for group in cons.values() for c in group]):
+        ns = header_stamp_ns(raw)
+        if ns is None:
+            ns = stamp_ns(reader.deserialize(raw, con.msgtype))
+        stamps[role_of[id(con)]].append(ns)
+    for role, values in stamps.items():
+        if not values:
+            raise BagError(f"{bag}: topic {topics[role]!r} ({role}) has no messages")
+    return {role: np.asarray(values, dtype=np.int64) for role, values in stamps.items()}
 
 
 def pair_stamps(left_ns: np.ndarray, right_ns: np.ndarray, slop_ns: int) -> np.ndarray:
@@ -216,14 +228,13 @@ def sync_stats(left_ns: np.ndarray, right_ns: np.ndarray, slop: float) -> Tuple[
 def read_camera_infos(reader: Any, topic: str, role: str, bag: PathLike) -> Tuple[Any, int]:
     """(first CameraInfo message of ``topic``, number of distinct calibrations seen on it)."""
     cons = _connections(reader, topic, (INFO_TYPE,), role, bag)
-    first, seen = None, []
+    first, seen = None, set()
     for con, _, raw in reader.messages(cons):
         msg = reader.deserialize(raw, con.msgtype)
-        key = tuple(np.concatenate([np.ravel(msg.k), np.ravel(msg.d), np.ravel(msg.r), np.ravel(msg.p)]))
+        key = tuple(np.concatenate([np.ravel(m) for m in (msg.k, msg.d, msg.r, msg.p)]).tolist())
         if first is None:
             first = msg
-        if key not in seen:
-            seen.append(key)
+        seen.add(key)
     if first is None:
         raise BagError(f"{bag}: topic {topic!r} ({role}) has no messages")
     return first, len(seen)
@@ -233,7 +244,7 @@ def decode_image(msg: Any, msgtype: str, what: str) -> np.ndarray:
     """(H,W,3) uint8 RGB of an Image or CompressedImage message."""
     if msgtype == COMPRESSED_TYPE:
         return compressed_to_rgb(msg, what)
-    return np.array(image_to_rgb(msg, what))
+    return image_to_rgb(msg, what)  # may view msg.data: the rectifier and writer only read it
 
 
 # ------------------------------------------------------------------------------------------ the stream
@@ -265,8 +276,8 @@ def open_stereo(reader: Any, bag: PathLike, cfg: BagConfig) -> BagStereo:
     cfg.require_topics("data.bag")
     left_info = cfg.left_info_topic or default_info_topic(cfg.left_topic)
     right_info = cfg.right_info_topic or default_info_topic(cfg.right_topic)
-    left_ns = read_stamps(reader, cfg.left_topic, "left images", bag)
-    right_ns = read_stamps(reader, cfg.right_topic, "right images", bag)
+    stamps = read_stamps(reader, {"left images": cfg.left_topic, "right images": cfg.right_topic}, bag)
+    left_ns, right_ns = stamps["left images"], stamps["right images"]
     pairs, stats = sync_stats(left_ns, right_ns, cfg.slop)
     if stats.pairs == 0:
         raise BagError(
@@ -317,6 +328,9 @@ def iter_pairs(reader: Any, stereo: BagStereo) -> Iterator[Tuple[int, RawPair]]:
     topic = {"left": cfg.left_topic, "right": cfg.right_topic}
     counters = {"left": 0, "right": 0}
     waiting: Dict[int, Dict[str, np.ndarray]] = {}
+    remaining = len(stereo.selected)
+    if remaining == 0:
+        return
     for con, _, raw in reader.messages(cons["left"] + cons["right"]):
         side = side_of[id(con)]
         index = counters[side]
@@ -340,6 +354,9 @@ def iter_pairs(reader: Any, stereo: BagStereo) -> Iterator[Tuple[int, RawPair]]:
             except ConversionError as exc:
                 raise BagError(str(exc)) from None
             yield int(stereo.stamps[row]), RawPair(left, right, stereo.rectifier.rig)
+            remaining -= 1
+            if remaining == 0:
+                return  # the rest of the bag holds no selected image
 
 
 # ------------------------------------------------------------------------------------------ the cache
@@ -424,12 +441,14 @@ def extract_bag(
             if stereo.calibration_changes:
                 say(f"warning: the camera infos change {stereo.calibration_changes} time(s); using the first")
             names = [frame_name(int(s)) for s in stereo.stamps]
-            todo = (
-                (frame_name(stamp), pair)
-                for stamp, pair in iter_pairs(reader, stereo)
-                if not pair_complete(out, frame_name(stamp))
+            # Pairs an interrupted run wrote stay; only the others are decoded and rectified.
+            missing = np.array([not pair_complete(out, name) for name in names], dtype=bool)
+            todo = dataclasses.replace(
+                stereo, selected=stereo.selected[missing], stamps=stereo.stamps[missing]
             )
-            bar = tqdm(todo, total=len(names), desc="rectify bag", unit="pair", disable=not progress)
+            pairs = ((frame_name(stamp), pair) for stamp, pair in iter_pairs(reader, todo))
+            total = int(missing.sum())
+            bar = tqdm(pairs, total=total, desc="rectify bag", unit="pair", disable=not progress)
             write_stereo_folder(out, bar, calib=stereo.rectifier.rig)
             _write_manifest(
                 manifest_path,
@@ -469,16 +488,6 @@ def _read_manifest(path: Path) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
-def rig_of(folder: PathLike) -> StereoRig:
-    """The rectified rig an extraction wrote (calib.yaml at the rectified size)."""
-    from fg_depth_core.data.folder import CALIB_FILE, calib_rig, read_calib
-
-    k, baseline, size = read_calib(Path(folder) / CALIB_FILE)
-    if size is None:
-        raise BagError(f"{folder}/{CALIB_FILE}: has no image size")
-    return calib_rig(k, baseline, *size)
-
-
 # ------------------------------------------------------------------------------------------ helpers for users
 
 #: Name pairs that mark a left and a right camera topic, tried in order.
@@ -504,5 +513,5 @@ def guess_stereo_topics(stats: Dict[str, TopicStats]) -> Optional[Tuple[str, str
 
 def suggest_input_size(width: int, height: int, net_width: int, multiple: int) -> Tuple[int, int]:
     """A network input (net_width, H) with H a multiple of ``multiple`` closest to the image's aspect."""
-    net_height = max(2 * multiple, int(round(net_width * height / width / multiple)) * multiple)
+    net_height = max(MIN_INPUT_SIZE, int(round(net_width * height / width / multiple)) * multiple)
     return net_width, net_height

@@ -119,7 +119,7 @@ def run_config(
     if config_path is not None:
         return load_config(config_path, list(overrides or []))
     if not resume:
-        raise ConfigError("train: --config is required (it may be left out only with --resume)")
+        raise ConfigError("train: --config is required (it may be left out with --resume or --bag)")
     last = Path(run_dir) / LAST
     state = _load_last(last)
     data = checkpoint_config(state, last).to_dict()
@@ -294,6 +294,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ctx = ctx or DistContext(device=select_device(cfg.train.device))
         self.device = self.ctx.device
+        # A process-wide setting: close() puts the caller's back.
+        self._caller_threads = torch.get_num_threads()
         if cfg.train.cpu_threads > 0:
             torch.set_num_threads(cfg.train.cpu_threads)
         self.progress = progress
@@ -797,10 +799,11 @@ class Trainer:
         return f"; best val {self.best['metric']} {self.best['value']:.4f} at step {self.best['step']}"
 
     def close(self) -> None:
-        """Flush and close the TensorBoard writer."""
+        """Flush and close the TensorBoard writer; restore the caller's PyTorch thread count."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        torch.set_num_threads(self._caller_threads)
 
 
 def _as_list(value: Any) -> List[torch.Tensor]:
