@@ -20,7 +20,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shlex
 import shutil
 import subprocess
@@ -34,6 +33,7 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
 from fg_depth_core.commands import add_set_argument  # noqa: E402
+from fg_depth_core.commands.bench import replace_section  # noqa: E402
 from fg_depth_core.config import LOSS_PRESETS, PAPER_PRESETS, load_config  # noqa: E402
 from fg_depth_core.metrics import METRIC_NAMES  # noqa: E402
 
@@ -245,16 +245,6 @@ def section(
     return "\n".join(lines) + "\n"
 
 
-def replace_section(text: str, new: str) -> str:
-    """``text`` with its SECTION (up to the next level-2 heading) replaced by ``new``, or ``new`` appended."""
-    pattern = re.compile(rf"^{re.escape(SECTION)}[ \t]*\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        return pattern.sub(lambda _: new + "\n", text, count=1).rstrip("\n") + "\n"
-    if not text.strip():
-        text = "# Results\n"
-    return text.rstrip("\n") + "\n\n" + new
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -291,7 +281,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         path = Path(args.results)
         old = path.read_text() if path.is_file() else ""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(replace_section(old, text))
+        path.write_text(replace_section(old, SECTION, text))
         print(f"ablation: table written to {path} ({total_s / 60:.1f} min in all)")
     return 0
 

@@ -16,23 +16,12 @@ def write_depthnet_checkpoint():
     ``width`` x ``height`` network input: ``write(path, width=128, height=64, train_focal=74.2, seed=0)``."""
 
     def write(path, width: int = 128, height: int = 64, train_focal: float = 74.2, seed: int = 0) -> Path:
+        from model_helpers import save_random_depthnet
+
         from fg_depth_core.config import Config
-        from fg_depth_core.model import build_depthnet
-        from fg_depth_core.train.checkpoint import save_checkpoint
 
         cfg = Config()
         cfg.data.width, cfg.data.height = width, height
-        torch.manual_seed(seed)
-        net = build_depthnet(cfg.model, load_weights=False)
-        state = {
-            "model": net.state_dict(),
-            "config": cfg.to_dict(),
-            "step": 0,
-            "train_focal": float(train_focal),
-            "train_baseline": 0.54,
-            "input_size": [width, height],
-        }
-        save_checkpoint(path, state)
-        return Path(path)
+        return save_random_depthnet(path, cfg, train_focal=train_focal, seed=seed)
 
     return write

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from model_helpers import save_random_depthnet
 
 from fg_depth_core.camera import Intrinsics, StereoRig
 from fg_depth_core.cli import main
@@ -31,8 +32,6 @@ from fg_depth_core.evaluate import (
     valid_mask,
 )
 from fg_depth_core.metrics import METRIC_NAMES, depth_metrics
-from fg_depth_core.model import build_depthnet
-from fg_depth_core.train.checkpoint import save_checkpoint
 
 #: Network input (W, H) and the ground truth's own resolution (W, H) of the small world below.
 NET_SIZE = (192, 64)
@@ -262,17 +261,7 @@ def tiny_checkpoint(path: Path, train_focal: float) -> Config:
     cfg.data.synth = SynthConfig(width=128, height=64, focal=74.2, val_frames=1, test_frames=2)
     cfg.data.synth.train_frames = 1
     cfg.eval.garg_crop = False
-    torch.manual_seed(0)
-    net = build_depthnet(cfg.model, load_weights=False)
-    state = {
-        "model": net.state_dict(),
-        "config": cfg.to_dict(),
-        "step": 0,
-        "train_focal": train_focal,
-        "train_baseline": 0.54,
-        "input_size": [128, 64],
-    }
-    save_checkpoint(path, state)
+    save_random_depthnet(path, cfg, train_focal=train_focal)
     return cfg
 
 

@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from model_helpers import save_random_depthnet
 from onnx import TensorProto, helper
 
 from fg_depth_core import __version__
@@ -36,8 +37,7 @@ from fg_depth_core.deploy.export import (
     write_onnx,
 )
 from fg_depth_core.deploy.model_info import METADATA_PREFIX, NORMALIZATION, ModelInfo, ModelInfoError
-from fg_depth_core.model import build_depthnet
-from fg_depth_core.train.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from fg_depth_core.train.checkpoint import CheckpointError, load_checkpoint, load_model
 
 #: Training input (W, H), focal (px at that size) and baseline (m) of the test checkpoint.
 TRAIN_SIZE = (128, 64)
@@ -53,17 +53,7 @@ def tiny_checkpoint(path: Path) -> Config:
     """A randomly initialised ResNet-18 DepthNet saved as a checkpoint for a 128x64 input."""
     cfg = Config()
     cfg.data.width, cfg.data.height = TRAIN_SIZE
-    torch.manual_seed(0)
-    net = build_depthnet(cfg.model, load_weights=False)
-    state = {
-        "model": net.state_dict(),
-        "config": cfg.to_dict(),
-        "step": 0,
-        "train_focal": TRAIN_FOCAL,
-        "train_baseline": BASELINE,
-        "input_size": list(TRAIN_SIZE),
-    }
-    save_checkpoint(path, state)
+    save_random_depthnet(path, cfg, train_focal=TRAIN_FOCAL, baseline=BASELINE)
     return cfg
 
 
