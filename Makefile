@@ -1,7 +1,7 @@
 # fg-depth developer tasks (GNU make). `make help` lists them.
 # The venv is built from the system python3 and pinned by constraints.txt; fg_depth_ros is installed into it
 # in editable mode (`pip install -e . --no-deps`), which puts `fg-depth` on .venv/bin and keeps the source
-# tree importable; colcon builds (test/test_colcon_build.py, ROS workspaces) are independent of it.
+# tree importable; colcon builds (test/ros/test_colcon_build.py, ROS workspaces) are independent of it.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -12,13 +12,13 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.fg-depth-setup.stamp
 # Folders whose Python must parse and run on 3.10 (the oldest supported version); missing ones are skipped.
-LINT_PATHS := $(wildcard fg_depth_core fg_depth_ros test bench launch) setup.py
+LINT_PATHS := $(wildcard fg_depth_core fg_depth_ros test bench launch tools) setup.py
 PYTEST_ARGS ?=
 
-.PHONY: help setup lint test demo clean distclean
+.PHONY: help setup lint test test-fast demo clean distclean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: $(STAMP)  ## build .venv (python3 -m venv + pinned pip install); does nothing when up to date
 
@@ -34,8 +34,11 @@ lint: setup  ## ruff (style, imports, 3.10 syntax) and vermin (3.10 library comp
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin -t=3.10- --no-tips --violations --eval-annotations $(LINT_PATHS)
 
-test: setup lint  ## lint, then the whole pytest suite (per-test timeout from pytest.ini)
+test: setup lint  ## lint, then the whole pytest suite (per-test timeout from pytest.ini); CI runs this
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup  ## the quick loop: every test not marked slow, no lint (pytest -m core / ros / tools for one area)
+	$(VPY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 demo: setup  ## FG-Depth end to end (render, train for minutes, ONNX, depth_node + play on rclpy) into outputs/demo
 	$(VPY) -m fg_depth_ros.demo --out outputs/demo

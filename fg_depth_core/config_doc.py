@@ -13,7 +13,7 @@ whose type is a dataclass is a section, at any depth, wherever that dataclass is
   ("a", "b")`` loop).
 
 So a new section or key, or a changed default, comment or rule, shows up in the reference once it is
-regenerated, and test/test_docs.py fails until it is:
+regenerated, and test/tools/test_docs.py fails until it is:
 
     python -m fg_depth_core.config_doc                      # writes docs/CONFIG.md (run in the repository)
     python -m fg_depth_core.config_doc --check docs/CONFIG.md   # exit status 1 if it is out of date

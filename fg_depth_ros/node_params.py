@@ -1,5 +1,5 @@
 """The parameters of depth_node in one table, :data:`PARAMETERS`: the node declares them from it (with
-descriptors), config/depth.yaml lists the same keys and test/test_launch_params.py checks the YAML and the
+descriptors), config/depth.yaml lists the same keys and test/ros/test_launch_params.py checks the YAML and the
 launch file against it. Pure: no rclpy here except the descriptor builder's message types.
 
 Nested names use ROS 2's dot convention: ``points.decimation`` is ``points: {decimation: ...}`` in YAML.

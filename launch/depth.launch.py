@@ -10,8 +10,8 @@ The parameter file (``params_file``, default: the installed config/depth.yaml) s
 arguments in PARAMETER_ARGUMENTS override one parameter each when given and leave the file's value alone
 when empty. The node's outputs (depth, depth/camera_info, points, depth/color, disparity, scale) live in
 ``namespace``; rviz2 starts in the same namespace, so its relative topics find them.
-test/test_launch_params.py reads this file with ``ast`` (launch and launch_ros are not installable outside a
-ROS installation) and checks it against the node's parameter table and config/depth.yaml.
+test/ros/test_launch_params.py reads this file with ``ast`` (launch and launch_ros are not installable outside
+a ROS installation) and checks it against the node's parameter table and config/depth.yaml.
 """
 
 # ruff's import sorter takes `launch` for this repository's launch/ folder (first party) but not

@@ -19,7 +19,7 @@ import pytest
 import fg_depth_core
 from fg_depth_core.commands import COMMAND_MODULES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIRST_PARTY = {"fg_depth_core", "fg_depth_ros"}
 
 # Top-level modules that only exist in a ROS installation; fg_depth_core must stay usable without them.

@@ -31,7 +31,7 @@ from fg_depth_core.train.trainer import (
 )
 from fg_depth_ros.train import strip_ros_args
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "config" / "train_tiny.yaml"
 
 
@@ -71,6 +71,7 @@ def tiny_run(tmp_path_factory, shared) -> Path:
 # ------------------------------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_training_on_a_fixed_batch_lowers_the_loss(tmp_path, shared):
     # Two frames at batch 2 and no augmentation: every step sees the same batch, so the loss must fall.
     cfg = tiny(
@@ -160,6 +161,7 @@ def test_a_tiny_run_writes_checkpoints_config_and_tensorboard(tiny_run):
 # --------------------------------------------------------------------------------------------------- resume
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_same_step_and_matches_an_uninterrupted_run(tmp_path, shared, tiny_run):
     cfg = tiny(shared)
     run = tmp_path / "run"
@@ -186,6 +188,7 @@ def test_resume_continues_at_the_same_step_and_matches_an_uninterrupted_run(tmp_
     _assert_same_state(final["optimizer"], reference["optimizer"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_with_more_steps_reaches_the_new_max_steps(tmp_path, tiny_run):
     run = tmp_path / "run"
     run.mkdir()
@@ -228,6 +231,7 @@ def test_resume_is_refused_without_a_checkpoint_or_with_another_model(tmp_path, 
 # ------------------------------------------------------------------------------------- interrupt & crashes
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_last_pt_and_exits_130(tmp_path, shared):
     run = tmp_path / "run"
     sets = [

@@ -28,7 +28,7 @@ from fg_depth_core.data.world import resize_synth, synth_intrinsics
 from fg_depth_ros.conversions import image_to_rgb
 from fg_depth_ros.play import DatasetPlayer, PlayError, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 W, H = 40, 24
 RIG = StereoRig(Intrinsics(30.0, 31.0, 19.5, 11.25, W, H), 0.3)
 NAMES = ["a", "b", "c"]
@@ -301,6 +301,7 @@ def test_folder_errors_name_the_file(context, folder, tmp_path):
         DatasetPlayer(parameters={"dataset": "folder", "path": str(broken)}, autostart=False, context=context)
 
 
+@pytest.mark.slow
 def test_console_entry_point_exits_non_zero_with_the_reason_when_the_dataset_is_missing(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), PYTHONPATH=str(ROOT))
     args = ["--ros-args", "-p", "dataset:=folder", "-p", f"path:={tmp_path / 'missing'}"]

@@ -25,7 +25,7 @@ from fg_depth_core.train.distributed import (
 )
 from fg_depth_core.train.trainer import Trainer, run_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "config" / "train_tiny.yaml"
 
 
@@ -137,6 +137,7 @@ def _ddp_worker(rank: int, world: int, port: int, run_dir: str, out_dir: str) ->
         cleanup(ctx)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_in_sync_and_only_rank_0_writes(tmp_path):
     run_dir, out_dir = tmp_path / "run", tmp_path / "out"
     out_dir.mkdir()

@@ -323,7 +323,7 @@ LINE = re.compile(r"^(\d{4}_\d\d_\d\d)/(\1)_drive_\d{4}_sync (\d+) ([lr])$")
 
 
 def _lines(name: str) -> List[Tuple[str, int, str]]:
-    path = Path(__file__).resolve().parents[1] / "fg_depth_core" / "data" / "splits" / name
+    path = Path(__file__).resolve().parents[2] / "fg_depth_core" / "data" / "splits" / name
     out = []
     for line in path.read_text().splitlines():
         match = LINE.match(line)

@@ -57,7 +57,7 @@ from fg_depth_ros.scale import (
 )
 from fg_depth_ros.worker import NewestOnlyWorker
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NET_W, NET_H = 64, 32
 TRAIN_FOCAL = 50.0
 
@@ -256,6 +256,7 @@ def test_the_cloud_is_the_back_projection_of_the_published_depth_through_the_pub
 # ------------------------------------------------------------------------------------ latency first
 
 
+@pytest.mark.slow
 def test_input_faster_than_inference_is_dropped_and_counted_and_latency_stays_bounded(
     context, tmp_path, write_depthnet_checkpoint
 ):
@@ -407,6 +408,7 @@ def test_main_returns_1_with_the_reason_and_no_traceback_for_a_missing_model(tmp
     assert "model file not found" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_the_module_runs_as_a_program_and_exits_1_for_a_corrupt_model(tmp_path):
     corrupt = tmp_path / "broken.pt"
     corrupt.write_bytes(b"PK\x03\x04 truncated")

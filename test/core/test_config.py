@@ -98,7 +98,7 @@ def test_config_is_a_single_tree():
 def test_shipped_default_yaml_equals_the_code_defaults():
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "config" / "default.yaml"
+    path = Path(__file__).resolve().parents[2] / "config" / "default.yaml"
     assert dataclasses.asdict(load_config(path)) == dataclasses.asdict(Config())
 
 

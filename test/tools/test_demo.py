@@ -22,6 +22,9 @@ from fg_depth_core.visualize import BACKGROUND, LABEL_HEIGHT, PANEL_GAP
 from fg_depth_ros import demo
 from fg_depth_ros.depth_node import clamp_depth
 
+#: Builds and runs whole pipelines (seconds each): `make test-fast` leaves this module out.
+pytestmark = pytest.mark.slow
+
 #: --quick trains on config/train_tiny.yaml's world.
 TINY = load_config(demo.QUICK_CONFIG).data.synth
 

@@ -23,7 +23,10 @@ import pytest
 import fg_depth_core
 from fg_depth_core.commands import COMMAND_MODULES
 
-ROOT = Path(__file__).resolve().parents[1]
+#: Builds and runs whole pipelines (seconds each): `make test-fast` leaves this module out.
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "fg_depth_ros"
 # Never copied: environments, VCS data and products of earlier builds or runs.
 SKIP_TOP = {".venv", ".git", "build", "install", "log", "outputs", "runs", ".pytest_cache", ".ruff_cache"}

@@ -22,7 +22,7 @@ from fg_depth_ros.depth_node import MONO_INPUTS, OUTPUTS, STEREO_INPUTS, DepthNo
 from fg_depth_ros.node_doc import module_constants
 from fg_depth_ros.node_params import PARAMETERS, check_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch" / "depth.launch.py"
 CONFIG = ROOT / "config" / "depth.yaml"
 RVIZ = ROOT / "rviz" / "depth.rviz"

@@ -41,7 +41,7 @@ from fg_depth_ros.depth_node import TOPIC
 from fg_depth_ros.node_params import PARAMETERS
 from fg_depth_ros.train import strip_ros_args
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 CONFIG_MD = ROOT / "docs" / "CONFIG.md"
 NODE_MD = ROOT / "docs" / "NODE.md"

@@ -247,13 +247,14 @@ def test_bag_info_reports_topics_sync_and_baseline(frames, tmp_path, capsys):
     assert "no topic '/nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_starts_from_a_bag(frames, tmp_path, capsys):
     from fg_depth_ros.train import main as ros2_run_train
 
     bag = write_stereo_bag(tmp_path / "bag", frames, BagSpec(frames=4, storage="mcap", compressed="jpeg"))
     common = [
         "--bag", str(bag), "--left", LEFT + "/compressed", "--right", RIGHT + "/compressed",
-        "--config", os.path.join(os.path.dirname(__file__), "..", "config", "train_bag.yaml"),
+        "--config", os.path.join(os.path.dirname(__file__), "..", "..", "config", "train_bag.yaml"),
         "--set", "data.width=128", "--set", "data.height=64", "--set", "data.bag.stride=1",
         "--set", "train.batch_size=2", "--set", "train.max_steps=1", "--set", "data.num_workers=0",
         "--set", "train.device=cpu", "--no-progress",
