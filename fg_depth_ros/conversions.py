@@ -21,7 +21,6 @@ import sys
 from typing import Optional, Tuple
 
 import numpy as np
-import torch
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
@@ -36,7 +35,7 @@ from fg_depth_core.camera_msgs import (  # noqa: F401  (re-exported: the node an
     stereo_rig_from_infos,
     what_prefix,
 )
-from fg_depth_core.geometry import backproject, disparity_from_depth
+from fg_depth_core.geometry_np import backproject, disparity_from_depth
 
 DEPTH_ENCODING = "32FC1"
 #: REP 118's other depth encoding: unsigned millimetres, 0 = unknown (read by image_to_depth only).
@@ -177,12 +176,12 @@ def depth_to_pointcloud(
     """The point cloud of a depth map, in ``header``'s frame (the camera optical frame).
 
     depth: (H,W) metres, NaN / inf / <= 0 = unknown; intr: its intrinsics (same size). Points are
-    fg_depth_core.geometry.backproject of the depth through K (as float32), taken at every ``decimation``-th
-    row and column starting at pixel (0, 0). Unknown points and points farther than ``max_range`` metres
-    (Euclidean distance from the camera centre) are left out: the cloud is unorganised (height 1, is_dense
-    True), which keeps messages small when much of the image is sky or out of range. Fields x, y, z float32
-    (metres) and, when ``rgb`` (H,W,3) uint8 is given, rgb: a float32 holding 0x00RRGGBB (PCL's packing;
-    alpha 0 so the float is never NaN). Byte order is the machine's.
+    fg_depth_core.geometry_np.backproject of the depth through K (as float32), taken at every
+    ``decimation``-th row and column starting at pixel (0, 0). Unknown points and points farther than
+    ``max_range`` metres (Euclidean distance from the camera centre) are left out: the cloud is unorganised
+    (height 1, is_dense True), which keeps messages small when much of the image is sky or out of range.
+    Fields x, y, z float32 (metres) and, when ``rgb`` (H,W,3) uint8 is given, rgb: a float32 holding
+    0x00RRGGBB (PCL's packing; alpha 0 so the float is never NaN). Byte order is the machine's.
     """
     depth = np.asarray(depth)
     if depth.ndim != 2:
@@ -202,10 +201,7 @@ def depth_to_pointcloud(
         raise ConversionError(f"point cloud: decimation must be >= 1, got {decimation}")
     if not max_range > 0:
         raise ConversionError(f"point cloud: max_range must be > 0 metres, got {max_range}")
-    z = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]
-    k = torch.from_numpy(intr.matrix().astype(np.float32))[None]
-    with torch.no_grad():
-        points = backproject(z, k)[0, :, ::step, ::step].numpy()  # (3, H', W')
+    points = backproject(depth, intr.matrix())[:, ::step, ::step]  # (3, H', W')
     xyz = points.reshape(3, -1)
     keep = np.isfinite(xyz).all(axis=0) & (xyz[2] > 0)
     if np.isfinite(max_range):
@@ -297,7 +293,7 @@ def disparity_image(
     delta_d: float = 0.0,
 ) -> DisparityImage:
     """A stereo_msgs/DisparityImage of depth (H,W) metres for a rig of focal length ``focal`` (pixels) and
-    baseline ``baseline`` (metres): d = f * T / Z (fg_depth_core.geometry.disparity_from_depth).
+    baseline ``baseline`` (metres): d = f * T / Z (fg_depth_core.geometry_np.disparity_from_depth).
 
     min/max_disparity (pixels) default to the range of the valid disparities (0 when none). As the message
     defines, any disparity below min_disparity is invalid: unknown depth (NaN, <= 0) and disparities outside
@@ -314,11 +310,7 @@ def disparity_image(
         raise ConversionError(
             f"disparity image: need f > 0 pixels and T > 0 metres, got f={focal} T={baseline}"
         )
-    with torch.no_grad():
-        disp = disparity_from_depth(
-            torch.from_numpy(np.ascontiguousarray(depth))[None, None], focal, baseline
-        )
-    disp = disp[0, 0].numpy()
+    disp = disparity_from_depth(depth, focal, baseline)
     # Z = +inf (REP 118: farther than measurable) is d = 0, a real disparity; NaN and Z <= 0 are unknown.
     known = ((np.isfinite(depth) & (depth > 0)) | np.isposinf(depth)) & np.isfinite(disp)
     lo = (

@@ -22,6 +22,8 @@ import numpy as np
 
 from fg_depth_core.config import SgbmConfig
 from fg_depth_core.errors import FgDepthError
+from fg_depth_core.geometry_np import depth_from_disparity
+from fg_depth_core.stereo_matching import create_matcher, sgbm_disparity
 
 
 class ScaleError(FgDepthError, ValueError):
@@ -141,9 +143,9 @@ def fit_num_disparities(requested: int, width: int) -> int:
 
 
 class StereoDepth:
-    """Metric depth of a rectified pair by OpenCV StereoSGBM (fg_depth_core.teachers.sgm's matcher and
-    conventions), for scale measurements. ``num_disparities`` is fitted to each image width
-    (:func:`fit_num_disparities`); matchers are cached per fitted value."""
+    """Metric depth of a rectified pair by OpenCV StereoSGBM (fg_depth_core.stereo_matching: the SGBM
+    teacher's matcher and conventions), for scale measurements. ``num_disparities`` is fitted to each image
+    width (:func:`fit_num_disparities`); matchers are cached per fitted value."""
 
     def __init__(
         self, num_disparities: int = SgbmConfig().num_disparities, sgbm: Optional[SgbmConfig] = None
@@ -156,8 +158,6 @@ class StereoDepth:
     def _matcher(self, width: int):
         from dataclasses import replace
 
-        from fg_depth_core.teachers.sgm import create_matcher
-
         n = fit_num_disparities(self.num_disparities, width)
         if n not in self._matchers:
             self._matchers[n] = create_matcher(replace(self.sgbm, num_disparities=n))
@@ -167,10 +167,6 @@ class StereoDepth:
         """(H,W) float32 metres from (H,W,3) uint8 RGB left/right views of a rig with ``focal`` (pixels, at
         this size) and ``baseline`` (metres); NaN where SGBM found no match."""
         import cv2
-        import torch
-
-        from fg_depth_core.geometry import depth_from_disparity
-        from fg_depth_core.teachers.sgm import sgbm_disparity
 
         if left.shape != right.shape or left.ndim != 3 or left.shape[2] != 3:
             raise ScaleError(
@@ -182,6 +178,5 @@ class StereoDepth:
             )
         gray = [cv2.cvtColor(np.ascontiguousarray(v), cv2.COLOR_RGB2GRAY) for v in (left, right)]
         disparity = sgbm_disparity(self._matcher(left.shape[1]), gray[0], gray[1])
-        with torch.no_grad():
-            depth, valid = depth_from_disparity(torch.from_numpy(disparity)[None, None], focal, baseline)
-        return np.where(valid[0, 0].numpy(), depth[0, 0].numpy(), np.float32(np.nan)).astype(np.float32)
+        depth, valid = depth_from_disparity(disparity, focal, baseline)
+        return np.where(valid, depth, np.float32(np.nan)).astype(np.float32)

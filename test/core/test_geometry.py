@@ -150,3 +150,31 @@ def test_resize_to_area_averages_blocks():
     image = torch.arange(16.0).reshape(1, 1, 4, 4)
     small = resize_to(image, 2, 2, mode="area")
     assert small.flatten().tolist() == [2.5, 4.5, 10.5, 12.5]
+
+
+def test_numpy_twins_equal_the_torch_geometry():
+    """geometry_np serves the torch-free node: each function must give what its torch twin gives."""
+    from fg_depth_core import geometry_np
+
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(0.5, 80.0, (37, 53)).astype(np.float32)
+    depth[0, :5] = [0.0, np.inf, np.nan, -1.0, 1e-3]
+    k = np.array([[412.5, 0.0, 25.3], [0.0, 398.0, 17.9], [0.0, 0.0, 1.0]])
+    t_depth = torch.from_numpy(depth)[None, None]
+
+    points = geometry_np.backproject(depth, k)
+    expected = backproject(t_depth, torch.from_numpy(k.astype(np.float32))[None])[0].numpy()
+    assert points.shape == (3, 37, 53) and points.dtype == np.float32
+    np.testing.assert_allclose(points, expected, rtol=1e-6, atol=1e-6, equal_nan=True)
+
+    disparity = geometry_np.disparity_from_depth(depth, 412.5, 0.54)
+    np.testing.assert_allclose(
+        disparity, disparity_from_depth(t_depth, 412.5, 0.54)[0, 0].numpy(), rtol=1e-6, equal_nan=True
+    )
+    assert disparity[0, 0] == np.inf and disparity[0, 1] == 0.0
+
+    back, valid = geometry_np.depth_from_disparity(disparity, 412.5, 0.54)
+    t_back, t_valid = depth_from_disparity(torch.from_numpy(disparity)[None, None], 412.5, 0.54)
+    np.testing.assert_array_equal(valid, t_valid[0, 0].numpy())
+    np.testing.assert_allclose(back, t_back[0, 0].numpy(), rtol=1e-6)
+    assert not valid[0, 0] and not valid[0, 3] and back[0, 0] == 0.0
