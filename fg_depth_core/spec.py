@@ -74,13 +74,14 @@ class Spec:
 
     def _describe(self, markdown: bool) -> str:
         parts = []
+        pattern = f"`{self.pattern}`" if markdown else self.pattern
         if self.choices:
             listed = ", ".join(f"`{c}`" for c in self.choices) if markdown else str(list(self.choices))
             parts.append(f"one of {listed}")
         for part in (
             self._bounds(),
             f"a multiple of {self.multiple_of}" if self.multiple_of else "",
-            f"matching {self.pattern}" if self.pattern else "",
+            "" if not self.pattern else f"matching {pattern}",
         ):
             if part:
                 parts.append(part)
@@ -92,6 +93,8 @@ class Spec:
     def _bounds(self) -> str:
         lo = None if self.minimum is None else f"{'>' if self.min_exclusive else '>='} {self.minimum:g}"
         hi = None if self.maximum is None else f"{'<' if self.max_exclusive else '<='} {self.maximum:g}"
+        if lo and hi and not (self.min_exclusive or self.max_exclusive):
+            return f"{lo} and {hi}"
         if lo and hi:
             left = "(" if self.min_exclusive else "["
             right = ")" if self.max_exclusive else "]"

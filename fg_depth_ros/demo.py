@@ -321,7 +321,7 @@ def all_matched(player: Any, node: Any) -> bool:
         pub.get_subscription_count() >= 1 + (topic in Recorder.TOPICS)
         for topic, pub in player.publishers_by_topic.items()
     )
-    outputs = (node.pub_depth, node.pub_info, node.pub_points, node.pub_diagnostics)
+    outputs = (node.outputs.depth, node.outputs.info, node.outputs.points, node.outputs.diagnostics)
     return inputs and all(pub.get_subscription_count() > 0 for pub in outputs)
 
 
@@ -418,7 +418,7 @@ class RosSession:
             except KeyError:
                 return {}
 
-        period = self.node.settings["diagnostics.period"]
+        period = self.node.settings.diagnostics.period
         self.spin_until(
             lambda: latest().get("frames_published") == frames,
             DIAGNOSTICS_PERIODS * period,

@@ -1,8 +1,9 @@
-"""Timing statistics of depth_node and its /diagnostics message.
+"""Frame statistics of depth_node and its /diagnostics message.
 
 :class:`RateMeter` and :class:`LatencyWindow` are plain thread-safe counters (monotonic seconds in, Hz and
-milliseconds out); :func:`diagnostic_status` turns a snapshot of them into one diagnostic_msgs status, the
-shape that ``rqt_runtime_monitor`` and the diagnostic aggregator expect.
+milliseconds out); :class:`FrameStats` holds the node's counts and timing windows; :func:`health` judges a
+report period and :func:`diagnostic_status` turns a snapshot into one diagnostic_msgs status, the shape that
+``rqt_runtime_monitor`` and the diagnostic aggregator expect.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import collections
 import math
 import threading
 import time
-from typing import Deque, Dict, Mapping, Optional, Sequence
+from typing import Deque, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -67,6 +68,82 @@ class LatencyWindow:
     def values(self) -> Sequence[float]:
         with self._lock:
             return list(self._values)
+
+
+#: Percentiles reported for each timing window.
+PERCENTILES = (50, 95)
+
+
+class FrameStats:
+    """Counts since start (frames published, rejected as bad input, failed with errors) and timing windows of
+    a node's frames; thread-safe (callbacks and workers update it concurrently).
+
+    Windows, in seconds: latency (input stamp -> depth published, the node's clock), node_latency (frame
+    received -> depth published), processing (the worker's whole frame), inference (the model alone) and
+    overhead (per frame, latency minus inference: what transport, queueing and the node add).
+    """
+
+    def __init__(self) -> None:
+        self.published = 0
+        self.rejected = 0
+        self.errors = 0
+        self.latency = LatencyWindow()
+        self.node_latency = LatencyWindow()
+        self.processing = LatencyWindow()
+        self.inference = LatencyWindow()
+        self.overhead = LatencyWindow()
+        self.input_rate = RateMeter()
+        self.output_rate = RateMeter()
+        self._lock = threading.Lock()
+        self._reported = (0, 0)
+
+    def count(self, counter: str) -> None:
+        """Add one to ``counter`` ("published", "rejected" or "errors")."""
+        with self._lock:  # += is not atomic across threads
+            setattr(self, counter, getattr(self, counter) + 1)
+
+    def depth_published(self, now: float, received_at: float, stamp_age: float, inference: float) -> None:
+        """Record a frame whose depth went out at ``now`` (monotonic s), received at ``received_at``, whose
+        stamp was ``stamp_age`` seconds old and whose inference took ``inference`` seconds."""
+        self.node_latency.add(now - received_at)
+        self.latency.add(stamp_age)
+        self.inference.add(inference)
+        self.overhead.add(stamp_age - inference)
+        self.output_rate.tick(now)
+        self.count("published")
+
+    def new_problems(self) -> Tuple[int, int]:
+        """(rejected, errors) since the previous call."""
+        with self._lock:
+            last_rejected, last_errors = self._reported
+            self._reported = (self.rejected, self.errors)
+            return self.rejected - last_rejected, self.errors - last_errors
+
+    def timing(self, now: Optional[float] = None) -> Dict[str, float]:
+        """Rates (Hz) and percentiles (ms over the windows) by diagnostics key."""
+        now = time.monotonic() if now is None else now
+        values = {"input_rate_hz": self.input_rate.rate(now), "output_rate_hz": self.output_rate.rate(now)}
+        for name in ("latency", "node_latency", "processing", "inference", "overhead"):
+            window = getattr(self, name)
+            for q in PERCENTILES:
+                values[f"{name}_p{q}_ms"] = window.percentile_ms(q)
+        return values
+
+
+def health(
+    new_rejected: int, new_errors: int, sync_stalled: bool, input_rate: float, last_problem: str, inputs: str
+) -> Tuple[int, str]:
+    """The level and message of one report period: errors first, then stereo that does not synchronise,
+    bad input, and no input at all (on ``inputs``, the topics)."""
+    if new_errors:
+        return ERROR, f"{new_errors} frame(s) failed: {last_problem}"
+    if sync_stalled:
+        return WARN, "stereo inputs do not synchronise"
+    if new_rejected:
+        return WARN, f"{new_rejected} bad frame(s): {last_problem}"
+    if input_rate == 0.0:
+        return WARN, f"no input on {inputs}"
+    return OK, "ok"
 
 
 def _text(value) -> str:

@@ -22,9 +22,9 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from fg_depth_core.config_doc import anchor, call_name, format_default, run_cli, table_cell
 from fg_depth_ros import play
-from fg_depth_ros.depth_node import TOPIC, TOPICS, Topic, topic_qos
-from fg_depth_ros.node_params import PARAMETERS, check_settings
+from fg_depth_ros.node_params import PARAMETERS, NodeParams, check_settings
 from fg_depth_ros.qos import profile
+from fg_depth_ros.topics import TOPIC, TOPICS, Topic, topic_qos
 
 DEFAULT_OUT = "docs/NODE.md"
 REGENERATE = "python -m fg_depth_ros.node_doc"
@@ -52,7 +52,7 @@ def describe_qos(profile: Any) -> str:
     return f"{word(profile.reliability)}, {word(profile.durability)}, {history}"
 
 
-def default_settings() -> Dict[str, Any]:
+def default_settings() -> NodeParams:
     """The node's parameter values when nothing is set (the model given a placeholder)."""
     values = {name: spec.default for name, spec in PARAMETERS.items()}
     values["model"] = values["model"] or "model.onnx"
@@ -60,17 +60,8 @@ def default_settings() -> Dict[str, Any]:
 
 
 def constraints(spec: Any) -> str:
-    """A parameter's rules in words: choices, bounds, pattern."""
-    parts = []
-    if getattr(spec, "choices", ()):
-        parts.append("one of " + ", ".join(f"`{c}`" for c in spec.choices))
-    if getattr(spec, "minimum", None) is not None:
-        parts.append(f">= {spec.minimum:g}")
-    if getattr(spec, "maximum", None) is not None:
-        parts.append(f"<= {spec.maximum:g}")
-    if getattr(spec, "pattern", None):
-        parts.append(f"matches `{spec.pattern}`")
-    return ", ".join(parts)
+    """A parameter's rules in words: choices, bounds, pattern, rules between parameters."""
+    return spec.spec.allowed()
 
 
 # ------------------------------------------------------------------------------------------ launch file

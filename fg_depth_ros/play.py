@@ -26,10 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
 import rclpy
-from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -41,6 +38,7 @@ from fg_depth_core.data.base import RawPair
 from fg_depth_core.errors import FgDepthError
 from fg_depth_ros.conversions import intrinsics_to_camera_info, rgb_to_image
 from fg_depth_ros.node_params import MODES
+from fg_depth_ros.params import Param, ParamError, build, declare, param, parameter_table
 from fg_depth_ros.qos import PROFILES, profile
 
 DATASETS = ("synth", "folder", "kitti")
@@ -50,63 +48,52 @@ MONO_TOPICS = ("image", "camera_info")
 STEREO_TOPICS = ("left/image_rect", "left/camera_info", "right/image_rect", "right/camera_info")
 
 
-class PlayError(FgDepthError):
+class PlayError(ParamError):
     """A player parameter is invalid; the message names it."""
 
 
 @dataclass(frozen=True)
-class Param:
-    """One declared parameter: default value, description and optional constraints."""
+class PlayParams:
+    """Every parameter of the player (read-only after start-up), typed."""
 
-    default: Any
-    description: str
-    choices: Tuple[str, ...] = ()
-    minimum: Optional[float] = None
-
-
-#: Every parameter of the player (read-only after start-up).
-PARAMETERS: Dict[str, Param] = {
-    "dataset": Param("synth", "what to play: the built-in world, a stereo folder or KITTI raw", DATASETS),
-    "path": Param(
+    dataset: str = param(
+        "synth", "what to play: the built-in world, a stereo folder or KITTI raw", choices=DATASETS
+    )
+    path: str = param(
         "",
         "synth: folder the world is rendered into ('' = render in memory, no files); folder: the stereo "
         "folder (left/, right/, calib.yaml); kitti: the raw root (date folders) or one drive folder",
-    ),
-    "split": Param("test", "synth: which split of the built-in world (its seeds)", SYNTH_SPLITS),
-    "split_file": Param(
+    )
+    split: str = param("test", "synth: which split of the built-in world (its seeds)", choices=SYNTH_SPLITS)
+    split_file: str = param(
         "",
         "folder/kitti: a file of frame names picking and ordering the frames (kitti: also a shipped split "
         "name such as 'eigen'); '' = every frame, sorted",
-    ),
-    "rate": Param(10.0, "frames per second (Hz)", minimum=1e-3),
-    "loop": Param(False, "start again after the last frame instead of exiting"),
-    "mode": Param("stereo", "mono: image + camera_info; stereo: left/right image_rect + camera_info", MODES),
-    "frame_id": Param("camera_optical_frame", "frame_id of the (left) camera's optical frame"),
-    "right_frame_id": Param("camera_right_optical_frame", "frame_id of the right camera's optical frame"),
-    "width": Param(
-        0, "published width in pixels, 0 = the dataset's own (set width and height together)", minimum=0
-    ),
-    "height": Param(0, "published height in pixels, 0 = the dataset's own", minimum=0),
-    "start": Param(0, "index of the first frame", minimum=0),
-    "count": Param(0, "number of frames to play, 0 = all from start", minimum=0),
-    "clock": Param("now", "header stamps: the node clock's now, or frame_number / rate seconds", CLOCKS),
-    "qos": Param("reliable", "QoS of the published topics (keep last 5)", PROFILES),
-}
+    )
+    rate: float = param(10.0, "frames per second (Hz)", minimum=1e-3)
+    loop: bool = param(False, "start again after the last frame instead of exiting")
+    mode: str = param(
+        "stereo", "mono: image + camera_info; stereo: left/right image_rect + camera_info", choices=MODES
+    )
+    frame_id: str = param("camera_optical_frame", "frame_id of the (left) camera's optical frame")
+    right_frame_id: str = param("camera_right_optical_frame", "frame_id of the right camera's optical frame")
+    width: int = param(
+        0,
+        "published width in pixels, 0 = the dataset's own",
+        minimum=0,
+        rule="set width and height together",
+    )
+    height: int = param(0, "published height in pixels, 0 = the dataset's own", minimum=0)
+    start: int = param(0, "index of the first frame", minimum=0, rule="before the last frame")
+    count: int = param(0, "number of frames to play, 0 = all from start", minimum=0)
+    clock: str = param(
+        "now", "header stamps: the node clock's now, or frame_number / rate seconds", choices=CLOCKS
+    )
+    qos: str = param("reliable", "QoS of the published topics (keep last 5)", choices=PROFILES)
 
 
-def _descriptor(name: str, spec: Param) -> ParameterDescriptor:
-    desc = ParameterDescriptor(name=name, description=spec.description, read_only=True)
-    if spec.choices:
-        desc.additional_constraints = f"one of: {', '.join(spec.choices)}"
-    if isinstance(spec.default, float):
-        # Accept rate:=10 as well as rate:=10.0 (typed parameters would refuse the integer); the value is
-        # converted and range-checked in DatasetPlayer._read.
-        desc.dynamic_typing = True
-        if spec.minimum is not None:
-            desc.additional_constraints = f"a number >= {spec.minimum}"
-    elif isinstance(spec.default, int) and not isinstance(spec.default, bool) and spec.minimum is not None:
-        desc.integer_range = [IntegerRange(from_value=int(spec.minimum), to_value=2**31 - 1, step=1)]
-    return desc
+#: Every parameter of the player by name, in declaration order.
+PARAMETERS: Dict[str, Param] = parameter_table(PlayParams)
 
 
 # --------------------------------------------------------------------------------------------- sources
@@ -208,15 +195,15 @@ class DatasetPlayer(Node):
         self.settings = self._read()
         s = self.settings
         self.source = open_dataset(
-            s["dataset"], s["path"], s["split"], s["split_file"], s["width"], s["height"]
+            s.dataset, s.path, s.split, s.split_file, s.width, s.height
         )
         total = len(self.source)
-        if s["start"] >= total:
-            raise PlayError(f"parameter 'start': {s['start']} is past the last frame ({total} frames)")
-        end = total if s["count"] == 0 else min(total, s["start"] + s["count"])
-        self.indices: List[int] = list(range(s["start"], end))
-        self.stereo = s["mode"] == "stereo"
-        qos = profile(s["qos"])
+        if s.start >= total:
+            raise PlayError(f"parameter 'start': {s.start} is past the last frame ({total} frames)")
+        end = total if s.count == 0 else min(total, s.start + s.count)
+        self.indices: List[int] = list(range(s.start, end))
+        self.stereo = s.mode == "stereo"
+        qos = profile(s.qos)
         names = STEREO_TOPICS if self.stereo else MONO_TOPICS
         types = (Image, CameraInfo, Image, CameraInfo)
         self.publishers_by_topic = {t: self.create_publisher(m, t, qos) for t, m in zip(names, types)}
@@ -225,49 +212,31 @@ class DatasetPlayer(Node):
         self._position = 0
         # Read the first frame now: a dataset that cannot be read fails at start-up, not at the first tick.
         self._pending = self._load(self._position)
-        self.timer = self.create_timer(1.0 / s["rate"], self._tick) if autostart else None
+        self.timer = self.create_timer(1.0 / s.rate, self._tick) if autostart else None
         k = self._pending[1].rig.intrinsics
         self.get_logger().info(
-            f"playing {len(self.indices)} frames of {s['dataset']} {s['path'] or '(in memory)'} at "
-            f"{s['rate']:g} Hz, {k.width}x{k.height}, {s['mode']}{', looping' if s['loop'] else ''}"
+            f"playing {len(self.indices)} frames of {s.dataset} {s.path or '(in memory)'} at "
+            f"{s.rate:g} Hz, {k.width}x{k.height}, {s.mode}{', looping' if s.loop else ''}"
         )
 
-    def _read(self) -> Dict[str, Any]:
+    def _read(self) -> PlayParams:
         """Declare every parameter and return the checked values."""
-        values: Dict[str, Any] = {}
-        for name, spec in PARAMETERS.items():
-            try:
-                value = self.declare_parameter(name, spec.default, _descriptor(name, spec)).value
-            except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
-                raise PlayError(f"parameter '{name}': {exc}") from None
-            if isinstance(spec.default, float):
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise PlayError(f"parameter '{name}': expected a number, got {value!r}")
-                value = float(value)
-            if spec.choices and value not in spec.choices:
-                raise PlayError(f"parameter '{name}': expected one of {list(spec.choices)}, got {value!r}")
-            if spec.minimum is not None and not value >= spec.minimum:
-                raise PlayError(f"parameter '{name}': expected >= {spec.minimum}, got {value!r}")
-            values[name] = value
-        if (values["width"] == 0) != (values["height"] == 0):
-            raise PlayError(
-                f"parameters 'width'/'height': set both or neither, got {values['width']}x{values['height']}"
-            )
-        if not np.isfinite(values["rate"]):
-            raise PlayError(f"parameter 'rate': expected a finite number of Hz, got {values['rate']}")
-        return values
+        s = build(PlayParams, declare(self, PARAMETERS, PlayError))
+        if (s.width == 0) != (s.height == 0):
+            raise PlayError(f"parameters 'width'/'height': set both or neither, got {s.width}x{s.height}")
+        return s
 
     def _load(self, position: int) -> Tuple[int, RawPair]:
         index = self.indices[position]
         pair = self.source.load(index)
-        w, h = self.settings["width"], self.settings["height"]
+        w, h = self.settings.width, self.settings.height
         if w and h:
             pair = resize_pair(pair, w, h)
         return index, pair
 
     def _stamp(self) -> Any:
-        if self.settings["clock"] == "synthetic":
-            return Time(nanoseconds=int(round(self.published * 1e9 / self.settings["rate"]))).to_msg()
+        if self.settings.clock == "synthetic":
+            return Time(nanoseconds=int(round(self.published * 1e9 / self.settings.rate))).to_msg()
         return self.get_clock().now().to_msg()
 
     def _tick(self) -> None:
@@ -284,10 +253,10 @@ class DatasetPlayer(Node):
             return None
         index, pair = self._pending
         stamp = self._stamp()
-        left = Header(stamp=stamp, frame_id=self.settings["frame_id"])
+        left = Header(stamp=stamp, frame_id=self.settings.frame_id)
         k = pair.rig.intrinsics
         if self.stereo:
-            right = Header(stamp=stamp, frame_id=self.settings["right_frame_id"])
+            right = Header(stamp=stamp, frame_id=self.settings.right_frame_id)
             pubs = self.publishers_by_topic
             # Infos first: a synchroniser then has each camera's calibration when its image arrives.
             pubs["left/camera_info"].publish(intrinsics_to_camera_info(k, left))
@@ -302,7 +271,7 @@ class DatasetPlayer(Node):
         self.published += 1
         self._position += 1
         if self._position == len(self.indices):
-            if not self.settings["loop"]:
+            if not self.settings.loop:
                 self.done = True
                 self._pending = None
                 return index
@@ -320,7 +289,7 @@ def main(args: Optional[List[str]] = None) -> int:
         while rclpy.ok() and not node.done:
             rclpy.spin_once(node, timeout_sec=0.1)
         # Give subscribers a moment to take the last frame before the publishers go away.
-        deadline = time.monotonic() + min(0.5, 1.0 / node.settings["rate"])
+        deadline = time.monotonic() + min(0.5, 1.0 / node.settings.rate)
         while rclpy.ok() and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.05)
         return 0

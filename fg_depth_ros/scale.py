@@ -16,14 +16,17 @@ Units: depths in metres, disparities in pixels, focal lengths in pixels, baselin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
+from fg_depth_core.camera import Intrinsics
 from fg_depth_core.config import SgbmConfig
+from fg_depth_core.deploy.estimator import resize_image
 from fg_depth_core.errors import FgDepthError
 from fg_depth_core.geometry_np import depth_from_disparity
 from fg_depth_core.stereo_matching import create_matcher, sgbm_disparity
+from fg_depth_ros.worker import NewestOnlyWorker
 
 
 class ScaleError(FgDepthError, ValueError):
@@ -180,3 +183,48 @@ class StereoDepth:
         disparity = sgbm_disparity(self._matcher(left.shape[1]), gray[0], gray[1])
         depth, valid = depth_from_disparity(disparity, focal, baseline)
         return np.where(valid, depth, np.float32(np.nan)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------- the worker
+
+
+class StereoScale:
+    """The online scale correction of a stereo node: :meth:`submit` hands the newest pair and its predicted
+    depth to a worker thread (fg_depth_ros.worker, newest item only, so matching never delays the depth),
+    which measures by SGBM at the network resolution and updates :attr:`estimator`; :attr:`value` is the
+    scale to apply now. ``on_error(exc)`` hears about failed measurements."""
+
+    def __init__(
+        self,
+        settings: ScaleSettings,
+        num_disparities: int,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self.estimator = ScaleEstimator(settings)
+        self.stereo = StereoDepth(num_disparities)
+        self.worker = NewestOnlyWorker("depth_stereo_scale", self._measure, on_error)
+
+    @property
+    def value(self) -> float:
+        return self.estimator.value
+
+    @property
+    def measurements(self) -> int:
+        return self.estimator.measurements
+
+    def submit(
+        self, left: np.ndarray, right: np.ndarray, intr: Intrinsics, baseline: float, predicted: np.ndarray
+    ) -> None:
+        """Queue one measurement: (H,W,3) uint8 views with the left ``intr`` and ``baseline`` (metres), and
+        the prediction (h,w) metres at the network resolution, before any scale correction."""
+        self.worker.submit((left, right, intr, baseline, predicted))
+
+    def _measure(self, item: Tuple[Any, ...], submitted_at: float) -> None:
+        left, right, intr, baseline, predicted = item
+        height, width = predicted.shape
+        views = [resize_image(v, width, height) for v in (left, right)]
+        stereo = self.stereo.depth(views[0], views[1], intr.resized(width, height).fx, baseline)
+        s = self.estimator.settings
+        self.estimator.update(
+            scale_measurement(stereo, predicted, s.min_depth, s.max_depth, s.min_valid_fraction)
+        )

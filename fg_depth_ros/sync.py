@@ -182,9 +182,12 @@ def make_synchronizer(
     qos_profile: Any = None,
     backend: str = "auto",
     callback_group: Any = None,
+    on_arrival: Optional[Callable[[int], None]] = None,
 ) -> Synchronizer:
     """Subscribe ``node`` to ``inputs`` ((message type, topic) pairs, e.g. left image, right image, left info,
     right info) and call ``callback(*msgs)`` with approximately time-synchronised sets, in input order.
+    ``on_arrival(i)``, if given, is called for every message of input i before it is offered to the
+    synchroniser (a watchdog's view of the inputs, without reading the synchroniser's internals).
 
     backend: "auto" uses message_filters.ApproximateTimeSynchronizer when importable (a ROS install), else
     :class:`ApproximateTimeSync`; "message_filters" / "fg_depth_ros" force one. qos_profile defaults to
@@ -205,19 +208,27 @@ def make_synchronizer(
             mf.Subscriber(node, msg_type, topic, qos_profile=qos_profile, **extra)
             for msg_type, topic in inputs
         ]
+        if on_arrival is not None:
+            # Registered before the synchroniser's own callback, so it sees each message first.
+            for i, sub in enumerate(subs):
+                sub.registerCallback(lambda _msg, i=i: on_arrival(i))
         sync = mf.ApproximateTimeSynchronizer(subs, queue_size, slop)
         sync.registerCallback(callback)
         return Synchronizer(node, "message_filters", sync, subs)
     own = ApproximateTimeSync(len(inputs), queue_size, slop, callback)
     subs = [
-        node.create_subscription(msg_type, topic, _feeder(own, i), qos_profile, **extra)
+        node.create_subscription(msg_type, topic, _feeder(own, i, on_arrival), qos_profile, **extra)
         for i, (msg_type, topic) in enumerate(inputs)
     ]
     return Synchronizer(node, "fg_depth_ros", own, subs)
 
 
-def _feeder(sync: ApproximateTimeSync, index: int) -> Callable[[Any], None]:
+def _feeder(
+    sync: ApproximateTimeSync, index: int, on_arrival: Optional[Callable[[int], None]]
+) -> Callable[[Any], None]:
     def feed(msg: Any) -> None:
+        if on_arrival is not None:
+            on_arrival(index)
         sync.add(index, msg)
 
     return feed

@@ -132,7 +132,7 @@ class Harness:
         self.executor.add_node(self.node)
         self.executor.add_node(self.tester)
         self.spin_until(lambda: all(p.get_subscription_count() for p in self.pubs.values()), what="matching")
-        self.spin_until(lambda: self.node.pub_depth.get_subscription_count() > 0, what="output matching")
+        self.spin_until(lambda: self.node.outputs.depth.get_subscription_count() > 0, what="output matching")
 
     def _store(self, topic: str, msg: Any) -> None:
         self.arrival[topic].append(time.time())

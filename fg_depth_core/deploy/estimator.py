@@ -51,14 +51,21 @@ def resize_interpolation(src_size: Tuple[int, int], dst_size: Tuple[int, int]) -
     return cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR
 
 
-def preprocess(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(H,W,3) uint8 RGB -> (1,3,height,width) float32 in [0, 1] at the network input size."""
+def resize_image(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """An (H,W,C) image resized to ``width`` x ``height`` by :func:`resize_interpolation`'s rule (itself
+    when the size already matches)."""
     import cv2
 
-    check_image(rgb)
     src = (rgb.shape[1], rgb.shape[0])
-    if src != (width, height):
-        rgb = cv2.resize(rgb, (width, height), interpolation=resize_interpolation(src, (width, height)))
+    if src == (width, height):
+        return rgb
+    return cv2.resize(rgb, (width, height), interpolation=resize_interpolation(src, (width, height)))
+
+
+def preprocess(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H,W,3) uint8 RGB -> (1,3,height,width) float32 in [0, 1] at the network input size."""
+    check_image(rgb)
+    rgb = resize_image(rgb, width, height)
     # HWC -> CHW on uint8 (a quarter of the bytes of float), then one conversion pass with the scale.
     chw = np.ascontiguousarray(rgb.transpose(2, 0, 1))
     return np.multiply(chw, np.float32(1.0 / 255.0), dtype=np.float32)[None]

@@ -36,7 +36,7 @@ from fg_depth_core.data.world import render_frame, resize_synth
 from fg_depth_core.deploy.estimator import postprocess
 from fg_depth_ros import play
 from fg_depth_ros.conversions import image_to_depth, pointcloud_to_rgb, pointcloud_to_xyz
-from fg_depth_ros.depth_node import MONO_INPUTS, STEREO_INPUTS, clamp_depth, main
+from fg_depth_ros.depth_node import main
 from fg_depth_ros.diagnostics import LatencyWindow, RateMeter, status_values
 from fg_depth_ros.node_params import (
     DYNAMIC,
@@ -44,8 +44,9 @@ from fg_depth_ros.node_params import (
     NodeParamError,
     check_settings,
     check_value,
-    descriptor,
 )
+from fg_depth_ros.params import descriptor
+from fg_depth_ros.pipeline import clamp_depth
 from fg_depth_ros.play import DatasetPlayer
 from fg_depth_ros.scale import (
     ScaleError,
@@ -55,6 +56,7 @@ from fg_depth_ros.scale import (
     fit_num_disparities,
     scale_measurement,
 )
+from fg_depth_ros.topics import MONO_INPUTS, STEREO_INPUTS
 from fg_depth_ros.worker import NewestOnlyWorker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -293,7 +295,7 @@ def test_input_faster_than_inference_is_dropped_and_counted_and_latency_stays_bo
         assert node.received >= 0.5 * sent  # best effort may lose some on the way, not most
         # Latency (stamp -> depth received here) stays about one inference: no backlog builds up, although
         # 200 Hz for 2.5 s queued would be seconds of work.
-        processing = max(node.processing.values())
+        processing = max(node.stats.processing.values())
         stamps = np.array([stamp_of(m) * 1e-9 for m in harness.got["depth"]])
         latencies = np.array(harness.arrival["depth"]) - stamps
         assert len(latencies) == node.published >= 10
@@ -334,7 +336,7 @@ def test_cheap_parameters_change_at_run_time_and_bad_values_are_refused_with_a_r
             [Parameter("points.decimation", value=4), Parameter("points.max_range", value=5)]
         )
         assert all(r.successful for r in results)
-        assert node.settings["points.max_range"] == 5.0
+        assert node.settings.points.max_range == 5.0
         cloud = frame(2)
         xyz = pointcloud_to_xyz(cloud)
         assert 0 < cloud.width <= (NET_W // 4) * (NET_H // 4) and np.linalg.norm(xyz, axis=1).max() <= 5.0
@@ -366,7 +368,7 @@ def test_cheap_parameters_change_at_run_time_and_bad_values_are_refused_with_a_r
             [Parameter("points.decimation", value=2), Parameter("points.max_range", value=math.nan)]
         )
         assert not result.successful and "finite" in result.reason
-        assert node.settings["points.decimation"] == 4 and node.get_parameter("points.decimation").value == 4
+        assert node.settings.points.decimation == 4 and node.get_parameter("points.decimation").value == 4
     finally:
         harness.close()
 
@@ -375,7 +377,8 @@ def test_cheap_parameters_change_at_run_time_and_bad_values_are_refused_with_a_r
 
 
 def test_start_up_errors_raise_a_clear_error(context, linear_model, tmp_path):
-    from fg_depth_ros.depth_node import DepthNode, ModelLoadError
+    from fg_depth_ros.depth_node import DepthNode
+    from fg_depth_ros.pipeline import ModelLoadError
 
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x00not an onnx model\xff" * 10)
@@ -493,7 +496,7 @@ def test_parameter_table_checks_values_and_builds_descriptors():
             check_value(name, value)
     assert check_value("device", "cuda:1") == "cuda:1"
     defaults = {name: spec.default for name, spec in PARAMETERS.items()}
-    assert check_settings({**defaults, "model": "m.onnx"})["model"] == "m.onnx"
+    assert check_settings({**defaults, "model": "m.onnx"}).model == "m.onnx"
     desc = descriptor("points.decimation", PARAMETERS["points.decimation"])
     assert not desc.read_only and desc.integer_range[0].from_value == 1 and desc.description
     desc = descriptor("mode", PARAMETERS["mode"])

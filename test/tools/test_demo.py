@@ -20,7 +20,7 @@ from fg_depth_core.deploy.estimator import DepthEstimator
 from fg_depth_core.metrics import METRIC_NAMES
 from fg_depth_core.visualize import BACKGROUND, LABEL_HEIGHT, PANEL_GAP
 from fg_depth_ros import demo
-from fg_depth_ros.depth_node import clamp_depth
+from fg_depth_ros.pipeline import clamp_depth
 
 #: Builds and runs whole pipelines (seconds each): `make test-fast` leaves this module out.
 pytestmark = pytest.mark.slow

@@ -37,8 +37,8 @@ from fg_depth_core.config_doc import REGENERATE as CONFIG_REGENERATE
 from fg_depth_core.config_doc import check
 from fg_depth_core.config_doc import render as render_config
 from fg_depth_ros import node_doc, play
-from fg_depth_ros.depth_node import TOPIC
 from fg_depth_ros.node_params import PARAMETERS
+from fg_depth_ros.topics import TOPIC
 from fg_depth_ros.train import strip_ros_args
 
 ROOT = Path(__file__).resolve().parents[2]

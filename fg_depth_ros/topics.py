@@ -1,0 +1,109 @@
+"""depth_node's topics in one table, :data:`TOPICS`: name, type, direction, modes, QoS and content. The node
+makes its subscriptions and publishers from it and tools/node_doc.py renders it into docs/NODE.md.
+
+Names are relative, so a namespace or remapping places them. Mono: ``image`` and ``camera_info``. Stereo:
+``left/image_rect``, ``right/image_rect`` and their camera_info, in the synchroniser's (and the callback's)
+order. Out: ``depth``, ``depth/camera_info``, ``points``, ``depth/color``, ``disparity`` (stereo),
+``scale`` (``scale_source: stereo``) and ``/diagnostics``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Float32
+from stereo_msgs.msg import DisparityImage
+
+from fg_depth_core.camera_msgs import READ_ENCODINGS
+from fg_depth_ros.node_params import MODES, NodeParams
+from fg_depth_ros.qos import camera_qos, output_qos
+
+#: Topic QoS kinds: camera inputs (SensorDataQoS), outputs (the qos.* parameters) and diagnostics.
+TOPIC_QOS = ("camera", "output", "diagnostics")
+#: History depth of /diagnostics (reliable, volatile, keep last).
+DIAGNOSTICS_DEPTH = 10
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One topic of the node: its name (relative unless it starts with /), message type, direction ("in" or
+    "out"), the modes it exists in, its QoS kind (:data:`TOPIC_QOS`, see :func:`topic_qos`), what it carries
+    and when it is published beyond the mode."""
+
+    name: str
+    msg_type: type
+    direction: str
+    modes: Tuple[str, ...]
+    qos: str
+    description: str
+    when: str = ""
+
+
+#: Every topic of the node. Stereo inputs are in the synchroniser's (and the callback's) order.
+TOPICS: Tuple[Topic, ...] = (
+    Topic(
+        "image", Image, "in", ("mono",), "camera",
+        f"camera image: {', '.join(READ_ENCODINGS)}, any row step; each pairs with the newest camera_info",
+    ),
+    Topic(
+        "camera_info", CameraInfo, "in", ("mono",), "camera",
+        "the image's calibration: intrinsics from P (rectified: true) or K (rectified: false)",
+    ),
+    Topic(
+        "left/image_rect", Image, "in", ("stereo",), "camera",
+        "rectified left image (the depth is the left view's); encodings as for image",
+    ),
+    Topic("right/image_rect", Image, "in", ("stereo",), "camera", "rectified right image, same size"),
+    Topic("left/camera_info", CameraInfo, "in", ("stereo",), "camera", "left calibration (P)"),
+    Topic(
+        "right/camera_info", CameraInfo, "in", ("stereo",), "camera",
+        "right calibration; the baseline comes from its P (Tx = -fx * B)",
+    ),
+    Topic(
+        "depth", Image, "out", MODES, "output",
+        "32FC1 depth in metres, NaN = unknown, with the input image's header",
+    ),
+    Topic("depth/camera_info", CameraInfo, "out", MODES, "output", "intrinsics at the output resolution"),
+    Topic(
+        "points", PointCloud2, "out", MODES, "output",
+        "x y z float32 (and packed rgb with points.color) in the input's frame_id, the camera optical frame",
+        "points.enabled and a subscriber",
+    ),
+    Topic(
+        "depth/color", Image, "out", MODES, "output", "rgb8 colourised depth, for people",
+        "color_image.enabled and a subscriber",
+    ),
+    Topic(
+        "disparity", DisparityImage, "out", ("stereo",), "output",
+        "the depth as disparity, with f and T from the camera infos", "a subscriber",
+    ),
+    Topic(
+        "scale", Float32, "out", ("stereo",), "output", "the stereo scale correction applied to the frame",
+        "scale_source: stereo",
+    ),
+    Topic(
+        "/diagnostics", DiagnosticArray, "out", MODES, "diagnostics",
+        "rates, latency percentiles, frame counts and the last problem", "every diagnostics.period seconds",
+    ),
+)
+TOPIC: Dict[str, Topic] = {t.name: t for t in TOPICS}
+MONO_INPUTS = tuple(t.name for t in TOPICS if t.direction == "in" and "mono" in t.modes)
+#: In the synchroniser's (and the callback's) order.
+STEREO_INPUTS = tuple(t.name for t in TOPICS if t.direction == "in" and "stereo" in t.modes)
+OUTPUTS = tuple(t.name for t in TOPICS if t.direction == "out" and t.qos == "output")
+DIAGNOSTICS_TOPIC = next(t.name for t in TOPICS if t.qos == "diagnostics")
+
+
+def topic_qos(topic: Topic, settings: NodeParams) -> QoSProfile:
+    """The QoS profile of ``topic`` for the node's ``settings``."""
+    if topic.qos == "camera":
+        return camera_qos()
+    if topic.qos == "output":
+        return output_qos(settings.qos.reliability, settings.qos.depth)
+    if topic.qos == "diagnostics":
+        return QoSProfile(depth=DIAGNOSTICS_DEPTH)
+    raise ValueError(f"topic {topic.name}: unknown QoS kind {topic.qos!r}; expected one of {list(TOPIC_QOS)}")
