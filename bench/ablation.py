@@ -210,9 +210,9 @@ def section(
     lines = [
         SECTION,
         "",
-        "The paper's ablation (METHOD.md, Ablation presets) reproduced on the built-in stereo world: every "
-        "preset trains from scratch with the same budget, data, teacher output and seed, and is scored on "
-        "the world's held-out test split (scenes with seeds disjoint from training).",
+        "The paper's ablation (docs/METHOD.md, \"Ablation presets\") reproduced on the built-in stereo "
+        "world: every preset trains from scratch with the same budget, data, teacher output and seed, and is "
+        "scored on the world's held-out test split (scenes with seeds disjoint from training).",
         "",
         f"- Command: `{command}`",
         f"- Machine: {machine()}",

@@ -1,4 +1,4 @@
-"""Training-time augmentation of rectified stereo batches (METHOD.md, 'Data augmentation'): flip-swap,
+"""Training-time augmentation of rectified stereo batches (docs/METHOD.md, "Data augmentation"): flip-swap,
 vertical grafting (EPCDepth) and colour jitter. Every random draw comes from the given torch.Generator, so a
 seed reproduces an augmentation exactly.
 

@@ -104,7 +104,8 @@ class StereoRig:
 
 def focal_scale(focal: float, train_focal: float) -> float:
     """Factor D'/D for a network trained at focal length ``train_focal`` (pixels at the network input)
-    applied to a camera with focal length ``focal`` (same units): D' = D * f' / f_train (METHOD.md, Scale)."""
+    applied to a camera with focal length ``focal`` (same units): D' = D * f' / f_train
+    (docs/METHOD.md, "Scale")."""
     if not (np.isfinite(focal) and focal > 0 and np.isfinite(train_focal) and train_focal > 0):
         raise CameraError(f"focal lengths must be > 0, got f={focal} f_train={train_focal}")
     return float(focal) / float(train_focal)

@@ -1,4 +1,4 @@
-"""The depth evaluation protocol (METHOD.md, Evaluation) and the loop that applies it to a dataset.
+"""The depth evaluation protocol (docs/METHOD.md, "Evaluation") and the loop that applies it to a dataset.
 
 Per frame: the prediction (metres, at the network input size) is resized bilinearly to the ground truth's own
 resolution; pixels count where the ground truth is finite and in [min_depth, max_depth] and, with the Garg
@@ -195,7 +195,7 @@ def evaluate(
     num_workers: int = 0,
     progress: bool = True,
 ) -> Dict[str, Any]:
-    """Evaluate a depth predictor on every frame of ``dataset`` (METHOD.md, Evaluation).
+    """Evaluate a depth predictor on every frame of ``dataset`` (docs/METHOD.md, "Evaluation").
 
     Args:
         predict_fn: sample dict (data.base layout) -> (H,W) depth in metres at the network input size (numpy

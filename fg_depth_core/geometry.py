@@ -3,7 +3,7 @@
 Shapes: images (B,C,H,W); depth, disparity and masks (B,1,H,W); flow and pixel coordinates (B,2,H,W) with
 channel 0 = x (pixels, right) and channel 1 = y (pixels, down); focal lengths (B,) pixels; baselines (B,)
 metres; K (B,3,3). Pixel centres sit at integer coordinates. The right camera is at +B along x, so a point at
-left pixel x appears in the right image at x - d with disparity d = f * B / Z (METHOD.md, Notation).
+left pixel x appears in the right image at x - d with disparity d = f * B / Z (docs/METHOD.md, "Notation").
 """
 
 from __future__ import annotations

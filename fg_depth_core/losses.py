@@ -1,5 +1,5 @@
-"""FG-Depth's training losses (METHOD.md, 'Losses'): pe/SSIM, the masks M_p and M_fp, L_ph, L_dr, L_fp,
-edge-aware smoothness and the multi-scale total.
+"""FG-Depth's training losses (docs/METHOD.md, "Losses and masks"): pe/SSIM, the masks M_p and M_fp, L_ph,
+L_dr, L_fp, edge-aware smoothness and the multi-scale total.
 
 Pure tensor functions. Shapes: images (B,3,H,W) in [0, 1]; depth, disparity and masks (B,1,H,W) (masks are
 bool); flow (B,2,H,W) target->source in pixels (x, y); focal (B,) pixels; baseline (B,) metres. The target

@@ -1,7 +1,7 @@
 """The seven standard depth metrics (Eigen et al.), on valid ground-truth pixels.
 
 All inputs are metres. Masking (Garg crop, depth range) and clamping are the evaluation protocol's job
-(METHOD.md, Evaluation); these functions take the already-selected pixels.
+(docs/METHOD.md, "Evaluation"); these functions take the already-selected pixels.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ Layout read (the one of the KITTI raw archives)::
 Split files have one frame per line in the Monodepth format ``<date>/<drive> <frame index> <l|r>``. The side
 names the target view. Side ``r`` is served mirrored: both images are flipped left-right and swapped, so the
 target (mirrored image_03) is "left" and the source (mirrored image_02) sits at +B, the convention every
-other part of fg-depth assumes (the flip-swap of METHOD.md, applied on disk). Its depth ground truth is that
-of image_03, mirrored likewise.
+other part of fg-depth assumes (the flip-swap of docs/METHOD.md, "Data augmentation", applied on disk). Its
+depth ground truth is that of image_03, mirrored likewise.
 """
 
 from __future__ import annotations

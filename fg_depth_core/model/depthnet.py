@@ -2,8 +2,8 @@
 
 Input: RGB image (B,3,H,W) float in [0, 1], H and W multiples of 32 (the ImageNet normalisation happens
 inside). Output in training: metric depth (metres) [(B,1,H/2^s,W/2^s) for s in range(num_scales)], each a
-sigmoid disparity mapped into [min_depth, max_depth] (METHOD.md). For deployment, :meth:`DepthNet.predict`
-and :class:`DepthNetExport` give only the full-resolution depth (B,1,H,W).
+sigmoid disparity mapped into [min_depth, max_depth] (docs/METHOD.md, "Depth mapping"). For deployment,
+:meth:`DepthNet.predict` and :class:`DepthNetExport` give only the full-resolution depth (B,1,H,W).
 
 Encoder weights (``ModelConfig.encoder_weights``) never come from the network: "none" is a random init,
 "imagenet" reads torchvision's file from torch's hub cache, anything else is a path to a state-dict file.
@@ -232,7 +232,7 @@ class DepthDecoder(nn.Module):
 
 
 class DepthNet(nn.Module):
-    """Monocular metric-depth network (METHOD.md, DepthNet).
+    """Monocular metric-depth network (docs/METHOD.md, "DepthNet").
 
     Args:
         cfg: encoder, encoder weights, depth range and number of scales.

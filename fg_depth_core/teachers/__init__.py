@@ -1,4 +1,4 @@
-"""Teachers: pretrained dense correspondence on rectified stereo pairs (METHOD.md, 'Teachers').
+"""Teachers: pretrained dense correspondence on rectified stereo pairs (docs/METHOD.md, "Teachers").
 
 ``build_teacher(cfg.teacher, device)`` gives the configured teacher, wrapped in the on-disk cache when
 ``cfg.teacher.cache_dir`` is set. Heavy back-ends (torchvision RAFT) are imported only when built.

@@ -1,8 +1,8 @@
 """The teacher interface: dense target->source correspondence with a validity mask, in both directions.
 
 A teacher looks at a rectified stereo pair and returns the flow F from target to source, so that
-I_t(p) ~ I_s(p + F(p)) (METHOD.md, Notation). With the left image as target F = (-d, 0) for disparity d; with
-the right image as target (the flip-swap augmentation) F = (+d, 0).
+I_t(p) ~ I_s(p + F(p)) (docs/METHOD.md, "Notation"). With the left image as target F = (-d, 0) for disparity
+d; with the right image as target (the flip-swap augmentation) F = (+d, 0).
 """
 
 from __future__ import annotations
