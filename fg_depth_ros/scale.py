@@ -1,14 +1,14 @@
 """Online scale correction of a monocular depth network from the stereo pair it runs on (``scale_source:
 stereo`` of depth_node). ROS-free: numpy, OpenCV and fg_depth_core only, tested without ROS.
 
-METHOD.md (Scale): a stereo-trained network predicts metric depth for its training camera, and on another
-camera the node already applies the focal-length factor f' / f_train. What that factor cannot know (another
-baseline seen in training, another lens, a domain gap) shows up as a global scale error. On a stereo rig the
-same pair also gives a metric depth by semi-global matching, Z_s = f * B / d, sparse and noisy but unbiased
-where it is valid. One measurement is the robust median of Z_s / Z_pred over pixels where both are valid and
-Z_s lies in a trusted range (SGBM's depth error grows with Z^2, so far pixels are left out); measurements are
-smoothed over time with an exponential moving average and clamped, so that one bad pair (a blank wall,
-motion blur) cannot swing the output.
+docs/METHOD.md, "Scale": a stereo-trained network predicts metric depth for its training camera, and on
+another camera the node already applies the focal-length factor f' / f_train. What that factor cannot know
+(another baseline seen in training, another lens, a domain gap) shows up as a global scale error. On a stereo
+rig the same pair also gives a metric depth by semi-global matching, Z_s = f * B / d, sparse and noisy but
+unbiased where it is valid. One measurement is the robust median of Z_s / Z_pred over pixels where both are
+valid and Z_s lies in a trusted range (SGBM's depth error grows with Z^2, so far pixels are left out);
+measurements are smoothed over time with an exponential moving average and clamped, so that one bad pair (a
+blank wall, motion blur) cannot swing the output.
 
 Units: depths in metres, disparities in pixels, focal lengths in pixels, baselines in metres.
 """

@@ -1,5 +1,5 @@
-"""DepthEstimator: pre/post-processing against hand computations, the focal scaling of METHOD.md (Scale) on
-rendered scenes, batch prediction, input errors, and `fg-depth predict` end to end."""
+"""DepthEstimator: pre/post-processing against hand computations, the focal scaling of docs/METHOD.md,
+"Scale", on rendered scenes, batch prediction, input errors, and `fg-depth predict` end to end."""
 
 from __future__ import annotations
 

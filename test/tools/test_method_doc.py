@@ -50,10 +50,6 @@ BARE_CITATIONS_PENDING = (
     "fg_depth_core/config.py",
     "fg_depth_core/deploy/estimator.py",
     "fg_depth_core/deploy/export.py",
-    "fg_depth_ros/depth_node.py",
-    "fg_depth_ros/node_params.py",
-    "fg_depth_ros/scale.py",
-    "test/core/test_estimator.py",
 )
 SECTIONS = tuple(Config().to_dict())
 #: A configuration key (``loss.ssim_alpha``), and the same optionally backquoted as docs/METHOD.md writes it.
