@@ -15,7 +15,7 @@ STAMP := $(VENV)/.fg-depth-setup.stamp
 LINT_PATHS := $(wildcard fg_depth_core fg_depth_ros test bench launch tools) setup.py
 PYTEST_ARGS ?=
 
-.PHONY: help setup lint test test-fast demo clean distclean
+.PHONY: help setup lint docs test test-fast demo clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,10 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.py setup.c
 lint: setup  ## ruff (style, imports, 3.10 syntax) and vermin (3.10 library compatibility)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin -t=3.10- --no-tips --violations --eval-annotations $(LINT_PATHS)
+
+docs: setup  ## regenerate docs/CONFIG.md, config/default.yaml and docs/NODE.md from the code (tools/)
+	$(VPY) -m tools.config_doc
+	$(VPY) -m tools.node_doc
 
 test: setup lint  ## lint, then the whole pytest suite (per-test timeout from pytest.ini); CI runs this
 	$(VPY) -m pytest -q $(PYTEST_ARGS)

@@ -41,7 +41,8 @@ setup(
     version=read_version(),
     description="FG-Depth: flow-guided self-supervised monocular metric depth, with a ROS 2 adapter.",
     license="Apache-2.0",
-    # Only the two libraries: test/, bench/, launch/ and build folders never become top-level packages.
+    # Only the two libraries: test/, bench/, tools/ (repository tooling), launch/ and build folders never
+    # become top-level packages.
     packages=find_packages(include=["fg_depth_core", "fg_depth_core.*", "fg_depth_ros", "fg_depth_ros.*"],
                            exclude=["test", "test.*"]),
     # Data files inside the libraries: the KITTI split lists (fg_depth_core/data/splits/README.md).

@@ -1,25 +1,27 @@
 """The one typed configuration tree of fg-depth.
 
-Every default of the method lives here (and is documented in METHOD.md); nothing else in the package holds
-a tunable number. A config is loaded from YAML, validated at load time with errors that name the file and the
-key, can be overridden with ``key.sub=value`` strings, and is dumped back to plain dicts for checkpoints and
-exported models.
+Every default of the method lives here (and is documented in docs/METHOD.md); nothing else in the package
+holds a tunable number. Each key is declared with :func:`fg_depth_core.spec.setting`: its default, its help
+and the values it allows, in one place that validation and docs/CONFIG.md (tools/config_doc.py) both read. A
+config is loaded from YAML, validated at load time with errors that name the file and the key, can be
+overridden with ``key.sub=value`` strings, and is dumped back to plain dicts for checkpoints and exported
+models.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, TypeVar, Union
 
 import yaml
 
 from fg_depth_core.errors import FgDepthError
+from fg_depth_core.spec import declared, field_problems, setting
 
 
 class ConfigError(FgDepthError, ValueError):
@@ -28,6 +30,10 @@ class ConfigError(FgDepthError, ValueError):
 
 ENCODERS = ("resnet18", "resnet34", "resnet50")
 TEACHER_METHODS = ("sgbm", "raft_small", "raft_large")
+#: OpenCV StereoSGBM modes: "sgbm" (5 paths), "hh" (8 paths), "sgbm_3way" or "hh4".
+SGBM_MODES = ("sgbm", "hh", "sgbm_3way", "hh4")
+#: RAFT's encoders work at 1/8 resolution, so its inputs must be multiples of this (an architecture fact).
+RAFT_STRIDE = 8
 PHOTOMETRIC_MASKS = ("none", "auto", "flow_prior", "flow_prior_auto")
 #: The photometric masks that use the teacher's M_fp, and those that use the auto-mask M_p.
 FLOW_PRIOR_MASKS = ("flow_prior", "flow_prior_auto")
@@ -44,121 +50,180 @@ DEVICES = ("auto", "cpu", "cuda")
 #: Inference backends ("auto" picks the fastest available one, see deploy/backends) and precisions.
 INFERENCE_BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
+#: Inference devices: a regular expression (full match) and the same in words.
+INFERENCE_DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?"
+INFERENCE_DEVICE_WORDS = "auto, cpu, cuda or cuda:N"
+
+_S = TypeVar("_S", bound="Section")
+
+
+class Section:
+    """Base of the config dataclasses. :meth:`validate` checks every key against the Spec it declares
+    (:func:`fg_depth_core.spec.setting`), then the sub-sections, then :meth:`check_rules`: the rules that
+    involve several keys or need code, each also written in its key's ``rule`` so the reference shows it."""
+
+    def validate(self: _S, where: str) -> _S:
+        """Raise ConfigError "WHERE.KEY: expected ..., got ..." for the first key that breaks a rule."""
+        problems = field_problems(self)
+        if problems:
+            name, problem = problems[0]
+            raise ConfigError(f"{where}.{name}: {problem}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Section):
+                value.validate(f"{where}.{f.name}")
+        self.check_rules(where)
+        return self
+
+    def check_rules(self, where: str) -> None:
+        """The section's rules that relate keys (none by default)."""
+
+    def rule_error(self, where: str, key: str, **context: Any) -> ConfigError:
+        """The error for ``key`` breaking its declared rule; ``context`` gives the other keys' values."""
+        rule = dict(declared(type(self)))[key].rule
+        shown = ", ".join(f"{k} = {v!r}" for k, v in context.items())
+        return ConfigError(
+            f"{where}.{key}: expected {rule}, got {getattr(self, key)!r}" + (f" ({shown})" if shown else "")
+        )
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     """DepthNet: ResNet encoder + multi-scale decoder predicting metric depth."""
 
-    #: ResNet depth of the encoder (torchvision architecture); encoder_weights must be for the same one.
-    encoder: str = "resnet18"
-    #: "none" (random init, works offline), "imagenet" (torchvision cache only) or a path to a state dict.
-    encoder_weights: str = "none"
-    #: Near end (metres) of the output depth range: the sigmoid maps linearly to disparity in
-    #: [1/max_depth, 1/min_depth], sigmoid 1 -> min_depth.
-    min_depth: float = 0.1
-    #: Far end (metres) of the output depth range (sigmoid 0).
-    max_depth: float = 100.0
-    #: Number of output scales (full, 1/2, 1/4, 1/8 resolution).
-    num_scales: int = 4
-    #: Depth (metres) the untrained heads start at: their bias is set so that training begins at a plausible
-    #: scene depth rather than near min_depth (Monodepth2's zero bias gives ~2 * min_depth). 0 keeps the zero
-    #: bias. Our choice; it shortens CPU training and treats every loss preset alike.
-    init_depth: float = 10.0
+    encoder: str = setting(
+        "resnet18",
+        "ResNet depth of the encoder (torchvision architecture); encoder_weights must be for the same one.",
+        choices=ENCODERS,
+    )
+    encoder_weights: str = setting(
+        "none",
+        '"none" (random init, works offline), "imagenet" (torchvision cache only) or a path to a state dict.',
+        pattern=r"(?s).+",
+        pattern_help="'none', 'imagenet' or a file path",
+    )
+    min_depth: float = setting(
+        0.1,
+        "Near end (metres) of the output depth range: the sigmoid maps linearly to disparity in "
+        "[1/max_depth, 1/min_depth], sigmoid 1 -> min_depth.",
+        minimum=0,
+        min_exclusive=True,
+    )
+    max_depth: float = setting(
+        100.0, "Far end (metres) of the output depth range (sigmoid 0).", rule="> min_depth"
+    )
+    num_scales: int = setting(
+        4, "Number of output scales (full, 1/2, 1/4, 1/8 resolution).", minimum=1, maximum=4
+    )
+    init_depth: float = setting(
+        10.0,
+        "Depth (metres) the untrained heads start at: their bias is set so that training begins at a "
+        "plausible scene depth rather than near min_depth (Monodepth2's zero bias gives ~2 * min_depth). 0 "
+        "keeps the zero bias. Our choice; it shortens CPU training and treats every loss preset alike.",
+        rule="0 or a depth in (min_depth, max_depth)",
+    )
 
-    def validate(self, where: str) -> None:
-        _choice(where, "encoder", self.encoder, ENCODERS)
-        if not self.encoder_weights:
-            raise ConfigError(f"{where}.encoder_weights: expected 'none', 'imagenet' or a file path, got ''")
-        _positive(where, "min_depth", self.min_depth)
+    def check_rules(self, where: str) -> None:
         if self.max_depth <= self.min_depth:
-            raise ConfigError(
-                f"{where}.max_depth: expected > min_depth ({self.min_depth}), got {self.max_depth}"
-            )
+            raise self.rule_error(where, "max_depth", min_depth=self.min_depth)
         if self.init_depth != 0 and not self.min_depth < self.init_depth < self.max_depth:
-            raise ConfigError(
-                f"{where}.init_depth: expected 0 or a depth in ({self.min_depth}, {self.max_depth}), "
-                f"got {self.init_depth}"
-            )
-        if not 1 <= self.num_scales <= 4:
-            raise ConfigError(f"{where}.num_scales: expected 1..4, got {self.num_scales}")
+            raise self.rule_error(where, "init_depth", min_depth=self.min_depth, max_depth=self.max_depth)
 
 
 @dataclass
-class SgbmConfig:
+class SgbmConfig(Section):
     """OpenCV StereoSGBM parameters (pixels at the teacher's working resolution)."""
 
-    #: Disparity search range; SGBM cannot match the leftmost num_disparities columns. 96 covers depths from
-    #: 2.1 m at 640 px KITTI-like width (f*B = 200 px*m); raise it for wider images or closer scenes.
-    num_disparities: int = 96
-    #: Side (pixels, odd) of the matched block; larger is smoother and less noisy but blurs edges.
-    block_size: int = 5
-    #: P1 = p1_factor * channels * block_size^2 (OpenCV's documented recipe; channels = 1, grayscale): the
-    #: smoothness penalty for a disparity change of 1 px between neighbours.
-    p1_factor: int = 8
-    #: P2 = p2_factor * channels * block_size^2: the penalty for larger disparity jumps (needs P2 > P1).
-    p2_factor: int = 32
-    #: Margin (percent) by which the best match cost must beat the second best; else the pixel is a hole.
-    uniqueness_ratio: int = 10
-    #: Largest connected region (pixels) of similar disparity treated as a speckle and invalidated; 0 = off.
-    speckle_window_size: int = 100
-    #: Largest disparity variation (pixels) within one connected region in the speckle filter.
-    speckle_range: int = 2
-    #: Largest difference (pixels) allowed by the left-right disparity consistency check; < 0 disables it.
-    disp12_max_diff: int = 1
-    #: The x-derivative prefiltered image is clipped to [-pre_filter_cap, pre_filter_cap] before matching.
-    pre_filter_cap: int = 63
-    #: "sgbm" (5 paths), "hh" (8 paths), "sgbm_3way" or "hh4".
-    mode: str = "sgbm_3way"
-
-    def validate(self, where: str) -> None:
-        if self.num_disparities <= 0 or self.num_disparities % 16:
-            raise ConfigError(
-                f"{where}.num_disparities: expected a positive multiple of 16, got {self.num_disparities}"
-            )
-        if self.block_size < 1 or self.block_size % 2 == 0:
-            raise ConfigError(f"{where}.block_size: expected an odd number >= 1, got {self.block_size}")
-        _choice(where, "mode", self.mode, ("sgbm", "hh", "sgbm_3way", "hh4"))
+    num_disparities: int = setting(
+        96,
+        "Disparity search range; SGBM cannot match the leftmost num_disparities columns. 96 covers depths "
+        "from 2.1 m at 640 px KITTI-like width (f*B = 200 px*m); raise it for wider images or closer scenes.",
+        minimum=0,
+        min_exclusive=True,
+        multiple_of=16,
+        rule="fewer than the width of the images the teacher matches (checked when it runs)",
+    )
+    block_size: int = setting(
+        5,
+        "Side (pixels, odd) of the matched block; larger is smoother and less noisy but blurs edges.",
+        minimum=1,
+        odd=True,
+    )
+    p1_factor: int = setting(
+        8,
+        "P1 = p1_factor * channels * block_size^2 (OpenCV's documented recipe; channels = 1, grayscale): the "
+        "smoothness penalty for a disparity change of 1 px between neighbours.",
+    )
+    p2_factor: int = setting(
+        32,
+        "P2 = p2_factor * channels * block_size^2: the penalty for larger disparity jumps (needs P2 > P1).",
+    )
+    uniqueness_ratio: int = setting(
+        10,
+        "Margin (percent) by which the best match cost must beat the second best; else the pixel is a hole.",
+    )
+    speckle_window_size: int = setting(
+        100,
+        "Largest connected region (pixels) of similar disparity treated as a speckle and invalidated; "
+        "0 = off.",
+    )
+    speckle_range: int = setting(
+        2, "Largest disparity variation (pixels) within one connected region in the speckle filter."
+    )
+    disp12_max_diff: int = setting(
+        1,
+        "Largest difference (pixels) allowed by the left-right disparity consistency check; < 0 disables it.",
+    )
+    pre_filter_cap: int = setting(
+        63,
+        "The x-derivative prefiltered image is clipped to [-pre_filter_cap, pre_filter_cap] before matching.",
+    )
+    mode: str = setting(
+        "sgbm_3way", '"sgbm" (5 paths), "hh" (8 paths), "sgbm_3way" or "hh4".', choices=SGBM_MODES
+    )
 
 
 @dataclass
-class RaftConfig:
+class RaftConfig(Section):
     """torchvision RAFT teacher."""
 
-    #: Recurrent refinement iterations (torchvision's default is 12).
-    num_flow_updates: int = 12
-    #: Inputs are padded (replicate) to a multiple of this many pixels.
-    pad_multiple: int = 8
-    #: Forward-backward consistency threshold in pixels; pixels above it are invalid. <= 0 disables the check.
-    fb_threshold: float = 1.0
-    #: Flow |v| (pixels) allowed for a rectified pair: larger vertical flow marks the pixel invalid.
-    max_vertical_flow: float = 1.0
-
-    def validate(self, where: str) -> None:
-        if self.num_flow_updates < 1:
-            raise ConfigError(f"{where}.num_flow_updates: expected >= 1, got {self.num_flow_updates}")
-        if self.pad_multiple < 1:
-            raise ConfigError(f"{where}.pad_multiple: expected >= 1, got {self.pad_multiple}")
+    num_flow_updates: int = setting(
+        12, "Recurrent refinement iterations (torchvision's default is 12).", minimum=1
+    )
+    pad_multiple: int = setting(
+        8,
+        "Inputs are padded (replicate) to a multiple of this many pixels.",
+        minimum=1,
+        rule=f"a multiple of {RAFT_STRIDE} for RAFT (checked when the RAFT teacher is built)",
+    )
+    fb_threshold: float = setting(
+        1.0,
+        "Forward-backward consistency threshold in pixels; pixels above it are invalid. <= 0 disables "
+        "the check.",
+    )
+    max_vertical_flow: float = setting(
+        1.0, "Flow |v| (pixels) allowed for a rectified pair: larger vertical flow marks the pixel invalid."
+    )
 
 
 @dataclass
-class TeacherConfig:
+class TeacherConfig(Section):
     """The pretrained correspondence teacher that guides training."""
 
-    #: "sgbm" (OpenCV semi-global matching on the CPU, no weights: the offline default), "raft_small" or
-    #: "raft_large" (torchvision RAFT optical flow, see weights).
-    method: str = "sgbm"
-    #: For RAFT: a state-dict file, "cache" (torchvision's hub cache, never downloads) or "none" (random).
-    weights: str = "cache"
-    #: Directory of the on-disk teacher cache; "" disables caching.
-    cache_dir: str = ""
+    method: str = setting(
+        "sgbm",
+        '"sgbm" (OpenCV semi-global matching on the CPU, no weights: the offline default), "raft_small" or '
+        '"raft_large" (torchvision RAFT optical flow, see weights).',
+        choices=TEACHER_METHODS,
+    )
+    weights: str = setting(
+        "cache",
+        'For RAFT: a state-dict file, "cache" (torchvision\'s hub cache, never downloads) or "none" '
+        '(random).',
+    )
+    cache_dir: str = setting("", 'Directory of the on-disk teacher cache; "" disables caching.')
     sgbm: SgbmConfig = field(default_factory=SgbmConfig)
     raft: RaftConfig = field(default_factory=RaftConfig)
-
-    def validate(self, where: str) -> None:
-        _choice(where, "method", self.method, TEACHER_METHODS)
-        self.sgbm.validate(f"{where}.sgbm")
-        self.raft.validate(f"{where}.raft")
 
 
 #: The paper's ablation table: photometric mask, L_dr on/off, L_fp on/off.
@@ -173,54 +238,69 @@ LOSS_PRESETS: Dict[str, Dict[str, Any]] = {
 }
 #: The presets of the paper's ablation table, in its order (LOSS_PRESETS adds our extensions).
 PAPER_PRESETS = ("baseline", "mask", "dr", "fp", "fgdepth")
+#: Values of loss.preset: a row of LOSS_PRESETS, or "custom" (the keys as written, no preset expanded).
+LOSS_PRESET_NAMES = (*LOSS_PRESETS, "custom")
 
 
 @dataclass
-class LossConfig:
-    """Loss terms and weights (METHOD.md, 'Losses').
+class LossConfig(Section):
+    """Loss terms and weights (docs/METHOD.md, 'Losses').
 
     ``preset`` names a row of the ablation table; in YAML it is expanded first and explicit keys then
     override it, so ``{preset: fgdepth, lambda_fp: 0.5}`` works as expected.
     """
 
-    preset: str = "fgdepth"
-    #: Weight of SSIM in pe = alpha * (1 - SSIM) / 2 + (1 - alpha) * L1.
-    ssim_alpha: float = 0.85
-    #: Mask M of L_ph: "auto" (M_p, Monodepth2's auto-mask), "flow_prior" (M_fp, needs the teacher),
-    #: "flow_prior_auto" (M_fp, and M_p where the teacher has no valid output: our extension) or "none"
-    #: (every pixel the depth warp keeps in view).
-    photometric_mask: str = "flow_prior"
-    #: delta of M_fp: teacher pseudo depth (metres) at or above which a pixel is dropped.
-    prior_mask_max_depth: float = 80.0
-    #: Add the depth regression L_dr: DepthNet depth against the teacher's pseudo depth, over M_fp.
-    use_dr: bool = True
-    #: Add the flow-guided photometric loss L_fp: the depth warp against the teacher's flow warp, over M_fp.
-    use_fp: bool = True
-    #: Weight of L_dr in L_fd = lambda_dr * L_dr + lambda_fp * L_fp.
-    lambda_dr: float = 1.0
-    #: Weight of L_fp in L_fd.
-    lambda_fp: float = 1.0
-    #: rho of L_dr: log(1+|x|) on depth, L1 on depth, L1 on inverse depth, or berHu on depth.
-    dr_penalty: str = "log_l1"
-    #: berHu switches from L1 to L2 at c = berhu_fraction * max|x| over the masked batch.
-    berhu_fraction: float = 0.2
-    #: Edge-aware smoothness weight at scale 0; scale s uses smoothness_weight / 2^s.
-    smoothness_weight: float = 1e-3
-
-    def validate(self, where: str) -> None:
-        _choice(where, "preset", self.preset, tuple(LOSS_PRESETS) + ("custom",))
-        _choice(where, "photometric_mask", self.photometric_mask, PHOTOMETRIC_MASKS)
-        _choice(where, "dr_penalty", self.dr_penalty, DR_PENALTIES)
-        if not 0.0 <= self.ssim_alpha <= 1.0:
-            raise ConfigError(f"{where}.ssim_alpha: expected a value in [0, 1], got {self.ssim_alpha}")
-        _positive(where, "prior_mask_max_depth", self.prior_mask_max_depth)
-        for key in ("lambda_dr", "lambda_fp", "smoothness_weight"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{where}.{key}: expected >= 0, got {getattr(self, key)}")
-        if not 0.0 < self.berhu_fraction <= 1.0:
-            raise ConfigError(
-                f"{where}.berhu_fraction: expected a value in (0, 1], got {self.berhu_fraction}"
-            )
+    preset: str = setting(
+        "fgdepth",
+        "Row of the ablation table that sets photometric_mask, use_dr and use_fp (explicit keys override "
+        'it); "custom" expands nothing.',
+        choices=LOSS_PRESET_NAMES,
+    )
+    ssim_alpha: float = setting(
+        0.85, "Weight of SSIM in pe = alpha * (1 - SSIM) / 2 + (1 - alpha) * L1.", minimum=0, maximum=1
+    )
+    photometric_mask: str = setting(
+        "flow_prior",
+        'Mask M of L_ph: "auto" (M_p, Monodepth2\'s auto-mask), "flow_prior" (M_fp, needs the teacher), '
+        '"flow_prior_auto" (M_fp, and M_p where the teacher has no valid output: our extension) or "none" '
+        "(every pixel the depth warp keeps in view).",
+        choices=PHOTOMETRIC_MASKS,
+    )
+    prior_mask_max_depth: float = setting(
+        80.0,
+        "delta of M_fp: teacher pseudo depth (metres) at or above which a pixel is dropped.",
+        minimum=0,
+        min_exclusive=True,
+    )
+    use_dr: bool = setting(
+        True, "Add the depth regression L_dr: DepthNet depth against the teacher's pseudo depth, over M_fp."
+    )
+    use_fp: bool = setting(
+        True,
+        "Add the flow-guided photometric loss L_fp: the depth warp against the teacher's flow warp, over "
+        "M_fp.",
+    )
+    lambda_dr: float = setting(
+        1.0,
+        "Weight of L_dr in L_fd = lambda_dr * L_dr + lambda_fp * L_fp.",
+        minimum=0,
+    )
+    lambda_fp: float = setting(1.0, "Weight of L_fp in L_fd.", minimum=0)
+    dr_penalty: str = setting(
+        "log_l1",
+        "rho of L_dr: log(1+|x|) on depth, L1 on depth, L1 on inverse depth, or berHu on depth.",
+        choices=DR_PENALTIES,
+    )
+    berhu_fraction: float = setting(
+        0.2,
+        "berHu switches from L1 to L2 at c = berhu_fraction * max|x| over the masked batch.",
+        minimum=0,
+        min_exclusive=True,
+        maximum=1,
+    )
+    smoothness_weight: float = setting(
+        1e-3, "Edge-aware smoothness weight at scale 0; scale s uses smoothness_weight / 2^s.", minimum=0
+    )
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "LossConfig":
@@ -231,132 +311,166 @@ class LossConfig:
 
 
 @dataclass
-class AugmentConfig:
-    """Training-time augmentation (METHOD.md, 'Data augmentation')."""
+class AugmentConfig(Section):
+    """Training-time augmentation (docs/METHOD.md, 'Data augmentation')."""
 
-    #: Probability of vertical splicing (data grafting) per sample.
-    graft_prob: float = 0.5
-    #: Split ratios r: rows below r*H come from another sample of the batch.
-    graft_ratios: List[float] = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8])
-    #: Roll the grafted image vertically by r*H.
-    graft_roll: bool = True
-    #: Probability of a horizontal flip that mirrors both views and swaps their roles.
-    flip_prob: float = 0.5
-    #: Probability of colour jitter (same parameters for both views).
-    jitter_prob: float = 0.8
-    #: Brightness factor drawn from [max(0, 1 - brightness), 1 + brightness].
-    brightness: float = 0.2
-    #: Contrast factor drawn from [max(0, 1 - contrast), 1 + contrast] (blend with both views' grey mean).
-    contrast: float = 0.2
-    #: Saturation factor drawn from [max(0, 1 - saturation), 1 + saturation].
-    saturation: float = 0.2
-    #: Hue shift drawn from [-hue, hue], in turns of the colour wheel (0.5 = half a turn).
-    hue: float = 0.1
-
-    def validate(self, where: str) -> None:
-        for key in ("graft_prob", "flip_prob", "jitter_prob"):
-            value = getattr(self, key)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{where}.{key}: expected a probability in [0, 1], got {value}")
-        if not self.graft_ratios or any(not 0.0 < r < 1.0 for r in self.graft_ratios):
-            raise ConfigError(
-                f"{where}.graft_ratios: expected a non-empty list in (0, 1), got {self.graft_ratios}"
-            )
-        for key in ("brightness", "contrast", "saturation"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{where}.{key}: expected >= 0, got {getattr(self, key)}")
-        if not 0.0 <= self.hue <= 0.5:
-            raise ConfigError(f"{where}.hue: expected a value in [0, 0.5], got {self.hue}")
+    graft_prob: float = setting(
+        0.5, "Probability of vertical splicing (data grafting) per sample.", minimum=0, maximum=1
+    )
+    graft_ratios: List[float] = setting(
+        [0.2, 0.4, 0.6, 0.8],
+        "Split ratios r: rows below r*H come from another sample of the batch.",
+        each=True,
+        min_items=1,
+        minimum=0,
+        min_exclusive=True,
+        maximum=1,
+        max_exclusive=True,
+    )
+    graft_roll: bool = setting(True, "Roll the grafted image vertically by r*H.")
+    flip_prob: float = setting(
+        0.5,
+        "Probability of a horizontal flip that mirrors both views and swaps their roles.",
+        minimum=0,
+        maximum=1,
+    )
+    jitter_prob: float = setting(
+        0.8, "Probability of colour jitter (same parameters for both views).", minimum=0, maximum=1
+    )
+    brightness: float = setting(
+        0.2, "Brightness factor drawn from [max(0, 1 - brightness), 1 + brightness].", minimum=0
+    )
+    contrast: float = setting(
+        0.2,
+        "Contrast factor drawn from [max(0, 1 - contrast), 1 + contrast] (blend with both views' grey mean).",
+        minimum=0,
+    )
+    saturation: float = setting(
+        0.2, "Saturation factor drawn from [max(0, 1 - saturation), 1 + saturation].", minimum=0
+    )
+    hue: float = setting(
+        0.1,
+        "Hue shift drawn from [-hue, hue], in turns of the colour wheel (0.5 = half a turn).",
+        minimum=0,
+        maximum=0.5,
+    )
 
 
 @dataclass
-class SynthConfig:
+class SynthConfig(Section):
     """The built-in procedural stereo world (fg_depth_core.data.world); KITTI-like camera by default."""
 
-    #: Rendering size (pixels); training resizes to data.width x data.height.
-    width: int = 640
-    height: int = 192
-    #: Focal length (pixels) at ``width``; 720 px at 1242 px is KITTI's.
-    focal: float = 371.0
-    #: Stereo baseline (metres): the right camera sits at +baseline along x; 0.54 m is KITTI's.
-    baseline: float = 0.54
-    #: Frames per split and the seed of split 0; splits use disjoint scene seeds.
-    train_frames: int = 200
-    #: Frames of the val split (validation during training).
-    val_frames: int = 20
-    #: Frames of the test split (scored against ground-truth depth by fg-depth eval).
-    test_frames: int = 40
-    seed: int = 0
-    #: The right camera's exposure: gain drawn from [1 - right_gain_range, 1 + right_gain_range].
-    right_gain_range: float = 0.2
-    #: Gaussian sensor noise (std, intensity in [0, 1]).
-    noise_std: float = 0.01
-    #: Each scene is a short forward-moving sequence of this many frames, frame_step metres apart.
-    frames_per_scene: int = 4
-    frame_step: float = 2.0
-
-    def validate(self, where: str) -> None:
-        for key in ("width", "height", "train_frames", "val_frames", "test_frames", "frames_per_scene"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{where}.{key}: expected > 0, got {getattr(self, key)}")
-        if self.seed < 0:
-            raise ConfigError(f"{where}.seed: expected >= 0, got {self.seed}")
-        if self.frame_step < 0:
-            raise ConfigError(f"{where}.frame_step: expected metres >= 0, got {self.frame_step}")
-        _positive(where, "focal", self.focal)
-        _positive(where, "baseline", self.baseline)
-        if not 0.0 <= self.right_gain_range < 1.0:
-            raise ConfigError(
-                f"{where}.right_gain_range: expected a value in [0, 1), got {self.right_gain_range}"
-            )
-        if self.noise_std < 0:
-            raise ConfigError(f"{where}.noise_std: expected >= 0, got {self.noise_std}")
+    width: int = setting(
+        640,
+        "Rendering width (pixels); training resizes to data.width x data.height.",
+        minimum=0,
+        min_exclusive=True,
+    )
+    height: int = setting(192, "Rendering height (pixels).", minimum=0, min_exclusive=True)
+    focal: float = setting(
+        371.0,
+        "Focal length (pixels) at ``width``; 720 px at 1242 px is KITTI's.",
+        minimum=0,
+        min_exclusive=True,
+    )
+    baseline: float = setting(
+        0.54,
+        "Stereo baseline (metres): the right camera sits at +baseline along x; 0.54 m is KITTI's.",
+        minimum=0,
+        min_exclusive=True,
+    )
+    train_frames: int = setting(
+        200, "Frames of the train split (training).", minimum=0, min_exclusive=True
+    )
+    val_frames: int = setting(
+        20, "Frames of the val split (validation during training).", minimum=0, min_exclusive=True
+    )
+    test_frames: int = setting(
+        40,
+        "Frames of the test split (scored against ground-truth depth by fg-depth eval).",
+        minimum=0,
+        min_exclusive=True,
+    )
+    seed: int = setting(
+        0,
+        "Seed of the world: the scenes of every split derive from it, and no two splits or seeds share a "
+        "scene.",
+        minimum=0,
+    )
+    right_gain_range: float = setting(
+        0.2,
+        "The right camera's exposure: gain drawn from [1 - right_gain_range, 1 + right_gain_range].",
+        minimum=0,
+        maximum=1,
+        max_exclusive=True,
+    )
+    noise_std: float = setting(0.01, "Gaussian sensor noise (std, intensity in [0, 1]).", minimum=0)
+    frames_per_scene: int = setting(
+        4,
+        "Each scene is a short forward-moving sequence of this many frames, frame_step metres apart.",
+        minimum=0,
+        min_exclusive=True,
+    )
+    frame_step: float = setting(
+        2.0, "Distance (metres) the camera moves forward from one frame of a scene to the next.", minimum=0
+    )
 
 
 @dataclass
-class BagConfig:
+class BagConfig(Section):
     """Training pairs from a rosbag2 recording (data.dataset "bag", data.path the bag folder or file)."""
 
-    #: Image topic (sensor_msgs/Image or CompressedImage) of the left camera; required for the "bag" dataset.
-    left_topic: str = ""
-    #: Image topic of the right camera, likewise.
-    right_topic: str = ""
-    #: The left camera's CameraInfo topic; "" = the image topic's sibling "camera_info" (/cam0/image_raw ->
-    #: /cam0/camera_info, /left/image_raw/compressed -> /left/camera_info).
-    left_info_topic: str = ""
-    #: The right camera's CameraInfo topic; "" = derived from right_topic as for left_info_topic.
-    right_info_topic: str = ""
-    #: Left and right images pair when their header stamps differ by at most this (seconds).
-    slop: float = 0.01
-    #: Use every stride-th pair, from ``start`` seconds after the first pair for ``duration`` seconds
-    #: (0 = to the end), at most max_frames pairs (0 = all).
-    stride: int = 1
-    start: float = 0.0
-    duration: float = 0.0
-    max_frames: int = 0
-    #: The last val_fraction of the selected pairs (in time) validate; the rest train.
-    val_fraction: float = 0.1
-    #: "auto" rectifies raw images (CameraInfo D != 0 or R != I), "always" or "never" force it.
-    rectify: str = "auto"
-    #: Cut rectified pairs to the rectangle both views fill (no black borders).
-    crop: bool = True
-
-    def validate(self, where: str) -> None:
-        _choice(where, "rectify", self.rectify, RECTIFY_MODES)
-        if self.slop < 0:
-            raise ConfigError(f"{where}.slop: expected seconds >= 0, got {self.slop}")
-        for key in ("start", "duration"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{where}.{key}: expected seconds >= 0, got {getattr(self, key)}")
-        if self.stride < 1:
-            raise ConfigError(f"{where}.stride: expected >= 1, got {self.stride}")
-        if self.max_frames < 0:
-            raise ConfigError(f"{where}.max_frames: expected >= 0 (0 = all), got {self.max_frames}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"{where}.val_fraction: expected a value in (0, 1), got {self.val_fraction}")
+    left_topic: str = setting(
+        "",
+        "Image topic (sensor_msgs/Image or CompressedImage) of the left camera; required for the \"bag\" "
+        "dataset.",
+        rule='set when data.dataset is "bag" (or pass --left TOPIC)',
+    )
+    right_topic: str = setting(
+        "",
+        "Image topic of the right camera, likewise.",
+        rule='set when data.dataset is "bag" (or pass --right TOPIC)',
+    )
+    left_info_topic: str = setting(
+        "",
+        'The left camera\'s CameraInfo topic; "" = the image topic\'s sibling "camera_info" (/cam0/image_raw '
+        "-> /cam0/camera_info, /left/image_raw/compressed -> /left/camera_info).",
+    )
+    right_info_topic: str = setting(
+        "", 'The right camera\'s CameraInfo topic; "" = derived from right_topic as for left_info_topic.'
+    )
+    slop: float = setting(
+        0.01,
+        "Left and right images pair when their header stamps differ by at most this (seconds).",
+        minimum=0,
+    )
+    stride: int = setting(1, "Use every stride-th synchronised pair.", minimum=1)
+    start: float = setting(
+        0.0,
+        "Skip the pairs of the first ``start`` seconds after the first pair.",
+        minimum=0,
+    )
+    duration: float = setting(
+        0.0, "Use the pairs of ``duration`` seconds from ``start`` on; 0 = to the end.", minimum=0
+    )
+    max_frames: int = setting(0, "Use at most this many of the selected pairs; 0 = all.", minimum=0)
+    val_fraction: float = setting(
+        0.1,
+        "The last val_fraction of the selected pairs (in time) validate; the rest train.",
+        minimum=0,
+        min_exclusive=True,
+        maximum=1,
+        max_exclusive=True,
+    )
+    rectify: str = setting(
+        "auto",
+        '"auto" rectifies raw images (CameraInfo D != 0 or R != I), "always" or "never" force it.',
+        choices=RECTIFY_MODES,
+    )
+    crop: bool = setting(True, "Cut rectified pairs to the rectangle both views fill (no black borders).")
 
     def require_topics(self, where: str) -> None:
-        """Raise unless both image topics are set (the "bag" dataset needs them)."""
+        """Raise unless both image topics are set (the "bag" dataset needs them: the topics' rule)."""
         for key, flag in (("left_topic", "--left"), ("right_topic", "--right")):
             if not getattr(self, key):
                 raise ConfigError(
@@ -366,153 +480,185 @@ class BagConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Section):
     """Where training and validation pairs come from and the network input size."""
 
-    #: "synth" (built-in world), "kitti" (KITTI raw layout), "folder" (stereo folder with calib.yaml) or
-    #: "bag" (a rosbag2 recording, see data.bag).
-    dataset: str = "synth"
-    #: Dataset root; for "synth" a directory the world is rendered into ("" = <run dir>/synth); for "bag"
-    #: the bag (folder with metadata.yaml, or one .mcap / .db3 file).
-    path: str = ""
-    #: Training split file (one frame per line, dataset-specific format); "" = the dataset's default
-    #: (KITTI: Eigen-Zhou train; folder: every pair; bag: the earlier pairs). "synth" ignores split files.
-    train_split: str = ""
-    #: Validation split file, same format; "" = the dataset's default (KITTI: Eigen-Zhou val; folder: every
-    #: pair; bag: its last val_fraction).
-    val_split: str = ""
-    #: Network input width (pixels); every dataset's samples come at width x height.
-    width: int = 640
-    #: Network input height (pixels).
-    height: int = 192
-    #: DataLoader worker processes for training, validation and evaluation (0 = the main process); with the
-    #: "sgbm" teacher also the processes that fill the teacher cache.
-    num_workers: int = 2
+    dataset: str = setting(
+        "synth",
+        '"synth" (built-in world), "kitti" (KITTI raw layout), "folder" (stereo folder with calib.yaml) or '
+        '"bag" (a rosbag2 recording, see data.bag).',
+        choices=DATASETS,
+    )
+    path: str = setting(
+        "",
+        'Dataset root; for "synth" a directory the world is rendered into ("" = <run dir>/synth); for "bag" '
+        "the bag (folder with metadata.yaml, or one .mcap / .db3 file).",
+        rule='set for "kitti", "folder" and "bag" unless the command gets a path (checked when the dataset '
+        "is built)",
+    )
+    train_split: str = setting(
+        "",
+        'Training split file (one frame per line, dataset-specific format); "" = the dataset\'s default '
+        '(KITTI: Eigen-Zhou train; folder: every pair; bag: the earlier pairs). "synth" ignores split files.',
+    )
+    val_split: str = setting(
+        "",
+        'Validation split file, same format; "" = the dataset\'s default (KITTI: Eigen-Zhou val; folder: '
+        "every pair; bag: its last val_fraction).",
+    )
+    width: int = setting(
+        640,
+        "Network input width (pixels); every dataset's samples come at width x height.",
+        multiple_of=INPUT_MULTIPLE,
+        minimum=MIN_INPUT_SIZE,
+    )
+    height: int = setting(
+        192, "Network input height (pixels).", multiple_of=INPUT_MULTIPLE, minimum=MIN_INPUT_SIZE
+    )
+    num_workers: int = setting(
+        2,
+        "DataLoader worker processes for training, validation and evaluation (0 = the main process); with "
+        'the "sgbm" teacher also the processes that fill the teacher cache.',
+        minimum=0,
+    )
     synth: SynthConfig = field(default_factory=SynthConfig)
     bag: BagConfig = field(default_factory=BagConfig)
 
-    def validate(self, where: str) -> None:
-        _choice(where, "dataset", self.dataset, DATASETS)
-        for key in ("width", "height"):
-            value = getattr(self, key)
-            if value < MIN_INPUT_SIZE or value % INPUT_MULTIPLE:
-                raise ConfigError(
-                    f"{where}.{key}: expected a multiple of {INPUT_MULTIPLE} that is >= {MIN_INPUT_SIZE}, "
-                    f"got {value}"
-                )
-        if self.num_workers < 0:
-            raise ConfigError(f"{where}.num_workers: expected >= 0, got {self.num_workers}")
-        self.synth.validate(f"{where}.synth")
-        self.bag.validate(f"{where}.bag")
+    def check_rules(self, where: str) -> None:
         if self.dataset == "bag":
             self.bag.require_topics(f"{where}.bag")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Section):
     """The optimisation loop, checkpoints and logs."""
 
-    #: Stereo pairs per step and per process (with torchrun N processes the effective batch is N times it);
-    #: validation uses the same batch size.
-    batch_size: int = 8
-    #: Adam's initial learning rate (decayed at lr_milestones).
-    learning_rate: float = 1e-4
-    #: Total optimiser steps.
-    max_steps: int = 20000
-    #: The learning rate is multiplied by lr_gamma at each of these fractions of max_steps.
-    lr_milestones: List[float] = field(default_factory=lambda: [0.75])
-    lr_gamma: float = 0.1
-    #: Gradient-norm clipping; <= 0 disables it.
-    grad_clip: float = 0.0
-    #: Seeds Python, NumPy and torch, the sample order and each step's augmentation (a resumed run sees the
-    #: same batches as an uninterrupted one).
-    seed: int = 0
-    #: "auto" (CUDA when available), "cpu" or "cuda".
-    device: str = "auto"
-    #: Mixed precision (bfloat16/float16 autocast); used on CUDA only.
-    amp: bool = True
-    #: PyTorch CPU threads while training; 0 = PyTorch's default (one per core). On a CPU that other jobs
-    #: share, fewer threads than cores avoid threads waiting on each other, which can slow steps severalfold.
-    cpu_threads: int = 0
-    #: Steps between checkpoints (RUN_DIR/last.pt; also written at the end and on Ctrl-C/SIGTERM).
-    checkpoint_every: int = 500
-    #: Steps between validations (val loss, and abs_rel where the val set has depth ground truth; the best
-    #: one updates RUN_DIR/best.pt); also run at max_steps.
-    val_every: int = 500
-    #: Steps between log lines and TensorBoard scalars (means over those steps).
-    log_every: int = 50
-    #: Steps between TensorBoard image grids; <= 0 disables them.
-    image_every: int = 500
-
-    def validate(self, where: str) -> None:
-        for key in ("batch_size", "max_steps", "checkpoint_every", "val_every", "log_every"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{where}.{key}: expected > 0, got {getattr(self, key)}")
-        _positive(where, "learning_rate", self.learning_rate)
-        if any(not 0.0 < m < 1.0 for m in self.lr_milestones):
-            raise ConfigError(
-                f"{where}.lr_milestones: expected fractions in (0, 1), got {self.lr_milestones}"
-            )
-        _positive(where, "lr_gamma", self.lr_gamma)
-        _choice(where, "device", self.device, DEVICES)
-        if self.cpu_threads < 0:
-            raise ConfigError(
-                f"{where}.cpu_threads: expected >= 0 (0 = PyTorch's default), got {self.cpu_threads}"
-            )
+    batch_size: int = setting(
+        8,
+        "Stereo pairs per step and per process (with torchrun N processes the effective batch is N times "
+        "it); validation uses the same batch size.",
+        minimum=0,
+        min_exclusive=True,
+        rule="batch_size x processes <= the training pairs (checked when training starts)",
+    )
+    learning_rate: float = setting(
+        1e-4, "Adam's initial learning rate (decayed at lr_milestones).", minimum=0, min_exclusive=True
+    )
+    max_steps: int = setting(20000, "Total optimiser steps.", minimum=0, min_exclusive=True)
+    lr_milestones: List[float] = setting(
+        [0.75],
+        "The learning rate is multiplied by lr_gamma at each of these fractions of max_steps.",
+        each=True,
+        minimum=0,
+        min_exclusive=True,
+        maximum=1,
+        max_exclusive=True,
+    )
+    lr_gamma: float = setting(
+        0.1, "Factor applied to the learning rate at each milestone.", minimum=0, min_exclusive=True
+    )
+    grad_clip: float = setting(0.0, "Gradient-norm clipping; <= 0 disables it.")
+    seed: int = setting(
+        0,
+        "Seeds Python, NumPy and torch, the sample order and each step's augmentation (a resumed run sees "
+        "the same batches as an uninterrupted one).",
+    )
+    device: str = setting("auto", '"auto" (CUDA when available), "cpu" or "cuda".', choices=DEVICES)
+    amp: bool = setting(True, "Mixed precision (bfloat16/float16 autocast); used on CUDA only.")
+    cpu_threads: int = setting(
+        0,
+        "PyTorch CPU threads while training; 0 = PyTorch's default (one per core). On a CPU that other jobs "
+        "share, fewer threads than cores avoid threads waiting on each other, which can slow steps "
+        "severalfold.",
+        minimum=0,
+    )
+    checkpoint_every: int = setting(
+        500,
+        "Steps between checkpoints (RUN_DIR/last.pt; also written at the end and on Ctrl-C/SIGTERM).",
+        minimum=0,
+        min_exclusive=True,
+    )
+    val_every: int = setting(
+        500,
+        "Steps between validations (val loss, and abs_rel where the val set has depth ground truth; the best "
+        "one updates RUN_DIR/best.pt); also run at max_steps.",
+        minimum=0,
+        min_exclusive=True,
+    )
+    log_every: int = setting(
+        50,
+        "Steps between log lines and TensorBoard scalars (means over those steps).",
+        minimum=0,
+        min_exclusive=True,
+    )
+    image_every: int = setting(500, "Steps between TensorBoard image grids; <= 0 disables them.")
 
 
 @dataclass
-class EvalConfig:
-    """The evaluation protocol (METHOD.md, Evaluation)."""
+class EvalConfig(Section):
+    """The evaluation protocol (docs/METHOD.md, Evaluation)."""
 
-    #: Ground-truth depths (metres) below this are ignored, and predictions are clamped up to it.
-    min_depth: float = 1e-3
-    #: Ground-truth depths (metres) above this are ignored, and predictions are clamped down to it.
-    max_depth: float = 80.0
-    #: Score only inside Garg's crop of the ground truth (rows 40.8-99.2 %, columns 3.6-96.4 %), as the
-    #: KITTI Eigen protocol does.
-    garg_crop: bool = True
-    #: Scale each prediction by median(gt) / median(pred): for monocular-trained models only.
-    median_scaling: bool = False
+    min_depth: float = setting(
+        1e-3,
+        "Ground-truth depths (metres) below this are ignored, and predictions are clamped up to it.",
+        minimum=0,
+        min_exclusive=True,
+    )
+    max_depth: float = setting(
+        80.0,
+        "Ground-truth depths (metres) above this are ignored, and predictions are clamped down to it.",
+        rule="> min_depth",
+    )
+    garg_crop: bool = setting(
+        True,
+        "Score only inside Garg's crop of the ground truth (rows 40.8-99.2 %, columns 3.6-96.4 %), as the "
+        "KITTI Eigen protocol does.",
+    )
+    median_scaling: bool = setting(
+        False, "Scale each prediction by median(gt) / median(pred): for monocular-trained models only."
+    )
 
-    def validate(self, where: str) -> None:
-        _positive(where, "min_depth", self.min_depth)
+    def check_rules(self, where: str) -> None:
         if self.max_depth <= self.min_depth:
-            raise ConfigError(
-                f"{where}.max_depth: expected > min_depth ({self.min_depth}), got {self.max_depth}"
-            )
+            raise self.rule_error(where, "max_depth", min_depth=self.min_depth)
 
 
 @dataclass
-class InferenceConfig:
+class InferenceConfig(Section):
     """Running a trained model (DepthEstimator, ``fg-depth predict``, the ROS node)."""
 
-    #: "auto" (the fastest available: tensorrt > onnxruntime on CUDA > onnxruntime on CPU for an .onnx; torch
-    #: for a .pt; tensorrt for an .engine), "torch", "onnxruntime" or "tensorrt".
-    backend: str = "auto"
-    #: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
-    device: str = "auto"
-    #: "fp32" or "fp16" (CUDA only: torch half, TensorRT, ONNX Runtime's TensorRT execution provider).
-    precision: str = "fp32"
-    #: CPU threads of torch / ONNX Runtime's intra-op pool; 0 keeps the library's default.
-    threads: int = 0
-    #: Folder of TensorRT engines and timing caches ('' = $XDG_CACHE_HOME/fg-depth/tensorrt, ~/.cache/...).
-    cache_dir: str = ""
-    #: TensorRT builder workspace limit, MiB.
-    workspace_mb: int = 1024
-
-    def validate(self, where: str) -> None:
-        _choice(where, "backend", self.backend, INFERENCE_BACKENDS)
-        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", self.device):
-            raise ConfigError(f"{where}.device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
-        _choice(where, "precision", self.precision, PRECISIONS)
-        if self.threads < 0:
-            raise ConfigError(f"{where}.threads: expected >= 0 (0 = library default), got {self.threads}")
-        _positive(where, "workspace_mb", self.workspace_mb)
+    backend: str = setting(
+        "auto",
+        '"auto" (the fastest available: tensorrt > onnxruntime on CUDA > onnxruntime on CPU for an .onnx; '
+        'torch for a .pt; tensorrt for an .engine), "torch", "onnxruntime" or "tensorrt".',
+        choices=INFERENCE_BACKENDS,
+    )
+    device: str = setting(
+        "auto",
+        '"auto" (CUDA when available), "cpu", "cuda" or "cuda:N".',
+        pattern=INFERENCE_DEVICE_PATTERN,
+        pattern_help=INFERENCE_DEVICE_WORDS,
+    )
+    precision: str = setting(
+        "fp32",
+        '"fp32" or "fp16" (CUDA only: torch half, TensorRT, ONNX Runtime\'s TensorRT execution provider).',
+        choices=PRECISIONS,
+    )
+    threads: int = setting(
+        0, "CPU threads of torch / ONNX Runtime's intra-op pool; 0 keeps the library's default.", minimum=0
+    )
+    cache_dir: str = setting(
+        "",
+        "Folder of TensorRT engines and timing caches ('' = $XDG_CACHE_HOME/fg-depth/tensorrt, "
+        "~/.cache/...).",
+    )
+    workspace_mb: int = setting(
+        1024, "TensorRT builder workspace limit, MiB.", minimum=0, min_exclusive=True
+    )
 
 
 @dataclass
-class Config:
+class Config(Section):
     """Root of the configuration tree: drives training, export and the ROS node."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -525,9 +671,7 @@ class Config:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def validate(self, where: str = "config") -> "Config":
-        for f in dataclasses.fields(self):
-            getattr(self, f.name).validate(f"{where}.{f.name}")
-        return self
+        return super().validate(where)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -545,12 +689,8 @@ def config_from_dict(data: Optional[Dict[str, Any]], source: str = "config") -> 
     """
     data = dict(data or {})
     loss = data.get("loss")
-    if isinstance(loss, dict) and "preset" in loss and loss["preset"] != "custom":
-        preset = loss["preset"]
-        if preset not in LOSS_PRESETS:
-            raise ConfigError(
-                f"{source}: loss.preset: expected one of {sorted(LOSS_PRESETS)}, got {preset!r}"
-            )
+    preset = loss.get("preset") if isinstance(loss, dict) else None
+    if isinstance(preset, str) and preset in LOSS_PRESETS:  # any other value is refused by validation
         data["loss"] = {**LOSS_PRESETS[preset], **loss}
     try:
         cfg = _build(Config, data, "")
@@ -655,11 +795,3 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
-def _choice(where: str, key: str, value: Any, choices: Tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{where}.{key}: expected one of {list(choices)}, got {value!r}")
-
-
-def _positive(where: str, key: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"{where}.{key}: expected > 0, got {value}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping
 
-from fg_depth_core.config import INFERENCE_BACKENDS, PRECISIONS, InferenceConfig, SgbmConfig
+from fg_depth_core.config import InferenceConfig, SgbmConfig
 from fg_depth_core.deploy.estimator import OUTPUTS
 from fg_depth_ros.params import (
     Param,
@@ -121,27 +121,11 @@ class NodeParams:
         "model file: an fg-depth ONNX export (.onnx), a TensorRT engine (.engine) or a training checkpoint "
         "(.pt); required",
     )
-    backend: str = from_setting(
-        InferenceConfig,
-        "backend",
-        "inference backend ('auto' = fastest installed)",
-        choices=INFERENCE_BACKENDS,
-    )
-    device: str = from_setting(
-        InferenceConfig,
-        "device",
-        "inference device: auto, cpu, cuda or cuda:N",
-        pattern=r"auto|cpu|cuda(:[0-9]+)?",
-    )
-    precision: str = from_setting(
-        InferenceConfig, "precision", "arithmetic precision (fp16 needs CUDA)", choices=PRECISIONS
-    )
+    backend: str = from_setting(InferenceConfig, "backend", "inference backend ('auto' = fastest installed)")
+    device: str = from_setting(InferenceConfig, "device", "inference device: auto, cpu, cuda or cuda:N")
+    precision: str = from_setting(InferenceConfig, "precision", "arithmetic precision (fp16 needs CUDA)")
     threads: int = from_setting(
-        InferenceConfig,
-        "threads",
-        "CPU threads of the backend; 0 = the library's default",
-        minimum=0,
-        maximum=1024,
+        InferenceConfig, "threads", "CPU threads of the backend; 0 = the library's default"
     )
     mode: str = param(
         "mono",

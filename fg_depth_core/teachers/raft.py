@@ -15,12 +15,10 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from fg_depth_core.config import RaftConfig
+from fg_depth_core.config import RAFT_STRIDE, RaftConfig
 from fg_depth_core.geometry import flow_warp
 from fg_depth_core.teachers.base import Teacher, TeacherError, TeacherOutput
 
-#: RAFT's encoders work at 1/8 resolution, so its inputs must be multiples of this (an architecture fact).
-RAFT_STRIDE = 8
 #: Seed of the random initialisation for weights="none", so that such a teacher is reproducible (and
 #: cacheable) and building one leaves the global RNG untouched.
 RANDOM_INIT_SEED = 0

@@ -5,7 +5,20 @@ import dataclasses
 import pytest
 import yaml
 
-from fg_depth_core.config import LOSS_PRESETS, Config, ConfigError, LossConfig, dump_config, load_config
+from fg_depth_core.config import (
+    LOSS_PRESETS,
+    BagConfig,
+    Config,
+    ConfigError,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    SgbmConfig,
+    TeacherConfig,
+    dump_config,
+    load_config,
+)
+from fg_depth_core.spec import Spec, declared, spec_of
 
 
 def test_defaults_match_method_md():
@@ -108,3 +121,86 @@ def test_exponent_floats_without_a_dot_are_numbers():
     assert cfg.train.learning_rate == 1e-4 and cfg.loss.smoothness_weight == 2e-3
     with pytest.raises(ConfigError, match="train.learning_rate: expected a number"):
         load_config(None, ["train.learning_rate=fast"])
+
+
+# ------------------------------------------------------------------------------------------ declared settings
+
+
+def _leaves(obj, prefix=""):
+    """(dotted key, dataclass field, Spec) of every key of a config tree, depth first."""
+    out = []
+    for f in dataclasses.fields(obj):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        value = getattr(obj, f.name)
+        out += _leaves(value, key) if dataclasses.is_dataclass(value) else [(key, f, spec_of(f))]
+    return out
+
+
+def test_every_key_declares_its_help_and_its_default_meets_it():
+    leaves = _leaves(Config())
+    assert len(leaves) > 50
+    undeclared = [key for key, _, spec in leaves if spec is None or not spec.help.strip()]
+    assert not undeclared, f"keys without setting(default, help, ...): {undeclared}"
+    assert Config().validate() is not None  # every default meets its own declaration and the rules
+
+
+def _breaking_value(spec: Spec, default):
+    """A value of the default's type that breaks the Spec's declared constraints (None: none declared)."""
+    if spec.each:
+        return [] if spec.min_items else None
+    if spec.choices:
+        return "no-such-choice"
+    if spec.pattern:
+        return ""
+    if spec.minimum is not None:
+        return type(default)(spec.minimum - 1)
+    if spec.maximum is not None:
+        return type(default)(spec.maximum + 1)
+    return None
+
+
+def test_validation_checks_every_declared_constraint_in_every_section():
+    """The generic walk reaches each key of each (nested) section: breaking any key's declared constraint is
+    refused with the key's dotted name and the Spec's own words."""
+    checked = 0
+    for key, _, spec in _leaves(Config()):
+        default = load_config(None).to_dict()
+        for part in key.split("."):
+            default = default[part]
+        bad = _breaking_value(spec, default)
+        if bad is None:
+            continue
+        with pytest.raises(ConfigError) as err:
+            load_config(None, [f"{key}={yaml.safe_dump(bad, default_flow_style=True).strip()}"])
+        assert f"defaults: {key}: expected {spec.expected()}, got " in str(err.value)
+        checked += 1
+    assert checked > 40
+
+
+def test_sections_validate_on_their_own_with_the_given_prefix():
+    with pytest.raises(ConfigError) as err:
+        SgbmConfig(num_disparities=100).validate("x")
+    assert str(err.value) == "x.num_disparities: expected a positive multiple of 16, got 100"
+    with pytest.raises(ConfigError, match=r"^teacher\.sgbm\.block_size: expected an odd number that is >= 1"):
+        TeacherConfig(sgbm=SgbmConfig(block_size=4)).validate("teacher")
+    with pytest.raises(ConfigError, match=r"^data\.bag\.left_topic: the 'bag' dataset needs"):
+        DataConfig(dataset="bag").validate("data")
+    assert DataConfig(dataset="bag", bag=BagConfig(left_topic="/l", right_topic="/r")).validate("data")
+
+
+def test_rules_across_keys_are_declared_and_their_errors_quote_the_declaration():
+    rules = {name: spec.rule for name, spec in declared(ModelConfig)}
+    assert rules["max_depth"] == "> min_depth"
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["model.init_depth=200"])
+    assert str(err.value) == (
+        f"defaults: model.init_depth: expected {rules['init_depth']}, got 200.0 "
+        "(min_depth = 0.1, max_depth = 100.0)"
+    )
+    assert load_config(None, ["model.init_depth=0"]).model.init_depth == 0
+    with pytest.raises(ConfigError, match="model.init_depth: expected 0 or a depth in"):
+        load_config(None, ["model.init_depth=0.05"])
+    with pytest.raises(ConfigError, match=r"eval.max_depth: expected > min_depth, got 0.5 \(min_depth = 1.0"):
+        load_config(None, ["eval.min_depth=1", "eval.max_depth=0.5"])
+    with pytest.raises(ConfigError, match="model.max_depth: expected > min_depth"):
+        ModelConfig(min_depth=5.0, max_depth=5.0).validate("model")

@@ -19,9 +19,9 @@ from depth_node_helpers import DOMAIN, write_linear_model
 
 from fg_depth_ros import play
 from fg_depth_ros.depth_node import DepthNode
-from fg_depth_ros.node_doc import module_constants
 from fg_depth_ros.node_params import PARAMETERS, check_settings
 from fg_depth_ros.topics import MONO_INPUTS, OUTPUTS, STEREO_INPUTS
+from tools.node_doc import module_constants
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch" / "depth.launch.py"

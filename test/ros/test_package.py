@@ -171,6 +171,9 @@ def test_setup_installs_both_libraries_with_all_subpackages_and_no_tests(setup_m
     )
     assert "fg_depth_core" in expected and "fg_depth_ros" in expected
     assert sorted(setup_metadata["packages"]) == expected
+    # Repository tooling (tools/: doc generators, demo, bench helpers) is a package of the checkout only.
+    assert (ROOT / "tools" / "__init__.py").is_file()
+    assert not [p for p in setup_metadata["packages"] if p.split(".")[0] == "tools"]
 
 
 def test_setup_installs_the_ament_index_marker_the_manifest_and_share_folders(setup_metadata):

@@ -1,13 +1,14 @@
 """The documentation agrees with the code.
 
-- docs/CONFIG.md and docs/NODE.md are exactly what their generators (fg_depth_core.config_doc,
-  fg_depth_ros.node_doc) write now, and name every config key and every node parameter.
+- docs/CONFIG.md, config/default.yaml and docs/NODE.md are exactly what their generators (tools.config_doc,
+  tools.node_doc) write now, and name every config key and every node parameter.
 - Everything README.md's code blocks run exists: each `make` target in the Makefile; each `fg-depth ...`
   (also `ros2 run fg_depth_ros fg-depth`, `python -m fg_depth_core`, `torchrun ... -m fg_depth_core`) parses
   with the real CLI parser, subcommand and options included; each `ros2 run fg_depth_ros EXE` is a console
   script of setup.py, and its `-p`/`-r` arguments are parameters/inputs of that executable; each `ros2
   launch fg_depth_ros FILE a:=b` names a launch file here and its declared arguments; each `ros2 param set`
-  a dynamic parameter; each `python -m MODULE` an importable module.
+  a dynamic parameter; each `python -m MODULE` of ours (fg_depth_core, fg_depth_ros, tools) an importable
+  module.
 - Every config/*.yaml named anywhere in README.md exists and loads, every relative link points to a file
   that exists (docs/CONFIG.md, docs/NODE.md and docs/RESULTS.md among them), and every number in the tables
   of the Results section appears in docs/RESULTS.md.
@@ -21,25 +22,28 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import re
 import shlex
 from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import pytest
 import yaml
 
 from fg_depth_core.cli import build_parser
 from fg_depth_core.config import Config, ConfigError, load_config
-from fg_depth_core.config_doc import REGENERATE as CONFIG_REGENERATE
-from fg_depth_core.config_doc import check
-from fg_depth_core.config_doc import render as render_config
-from fg_depth_ros import node_doc, play
+from fg_depth_core.spec import Spec, setting, spec_of
+from fg_depth_ros import play
 from fg_depth_ros.node_params import PARAMETERS
 from fg_depth_ros.topics import TOPIC
 from fg_depth_ros.train import strip_ros_args
+from tools import config_doc, node_doc
+from tools.config_doc import REGENERATE as CONFIG_REGENERATE
+from tools.config_doc import render as render_config
+from tools.docgen import check
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -89,27 +93,47 @@ def test_node_reference_names_every_parameter_topic_and_argument():
     assert not missing, f"docs/NODE.md lacks {missing}; regenerate it with: {node_doc.REGENERATE}"
 
 
-def test_config_reference_has_the_source_comments_and_choices():
-    """Read config.py independently of the generator (plain text): every `#:` comment right above a field and
-    every `_choice(where, "key", value, CONSTANT)` constant shows up in docs/CONFIG.md."""
-    import fg_depth_core.config as config_module
+def test_default_yaml_is_current():
+    problem = check(ROOT / config_doc.DEFAULT_YAML, config_doc.render_default_yaml(), CONFIG_REGENERATE)
+    assert problem is None, problem
 
-    source = Path(config_module.__file__).read_text(encoding="utf-8").splitlines()
+
+def _declared_keys(obj: Any, prefix: str = "") -> List[Tuple[str, Spec]]:
+    """(dotted key, Spec) of each leaf of a config tree, read from the fields, not through the generator."""
+    out = []
+    for f in dataclasses.fields(obj):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out += _declared_keys(value, key)
+        else:
+            spec = spec_of(f)
+            assert spec is not None, f"{key} declares no Spec"
+            out.append((key, spec))
+    return out
+
+
+def test_config_reference_has_every_declared_help_choice_and_rule():
+    """Read the declarations independently of the generator: each key's help, each of its choices and its rule
+    show up in that key's row of docs/CONFIG.md."""
     lines = CONFIG_MD.read_text(encoding="utf-8").splitlines()
-    text = " ".join(" ".join(lines).split())
-    comments = []
-    for i, line in enumerate(source):
-        if re.match(r"^\s+#: ", line) and i + 1 < len(source) and re.match(r"^\s+\w+: .+=", source[i + 1]):
-            comments.append(line.split("#:", 1)[1].strip().replace("``", "`"))
-    assert len(comments) > 20
-    missing = [c for c in comments if " ".join(c.split()).replace("|", "\\|") not in text]
-    assert not missing, f"comments missing from docs/CONFIG.md: {missing}"
-    choices = re.findall(r'_choice\(where, "(\w+)", self\.\w+, ([A-Z_]+)\)', "\n".join(source))
-    assert len(choices) >= 5
-    for key, constant in choices:
-        values = getattr(config_module, constant)
-        rows = [line for line in lines if re.match(rf"^\| `[\w.]*\b{key}` \|", line)]
-        assert any(all(f"`{v}`" in row for v in values) for row in rows), (key, constant, rows)
+    rows = {m.group(1): line for line in lines if (m := re.match(r"^\| `([\w.]+)` \|", line))}
+    declared = _declared_keys(Config())
+    assert len(declared) > 50
+    with_choices = [key for key, spec in declared if spec.choices]
+    assert len(with_choices) >= 5
+    with_rules = [key for key, spec in declared if spec.rule]
+    assert {"model.max_depth", "model.init_depth", "eval.max_depth", "data.bag.left_topic"} <= set(with_rules)
+    problems = []
+    for key, spec in declared:
+        row = rows.get(key)
+        if row is None:
+            problems.append(f"{key}: no row")
+            continue
+        texts = [spec.help.replace("``", "`"), spec.rule, *(f"`{c}`" for c in spec.choices)]
+        shown = [" ".join(text.split()).replace("|", "\\|") for text in texts]
+        problems += [f"{key}: {text!r} missing" for text in shown if text not in row]
+    assert not problems, f"docs/CONFIG.md (regenerate with {CONFIG_REGENERATE}): {problems}"
 
 
 # ------------------------------------------------------------------------------------------ README parsing
@@ -213,7 +237,7 @@ def check_command(argv: List[str]) -> List[str]:
         if module == "fg_depth_core":
             if (problem := _parse_cli(argv[module_at + 1 :])) is not None:
                 problems.append(f"`{shown}`: {problem}")
-        elif module.startswith(("fg_depth_core.", "fg_depth_ros.")):
+        elif module.startswith(("fg_depth_core.", "fg_depth_ros.", "tools.")):
             if importlib.util.find_spec(module) is None:
                 problems.append(f"`{shown}`: no module {module}")
     elif exe == "ros2" and argv[1:3] == ["run", PACKAGE] and len(argv) > 3:
@@ -345,6 +369,7 @@ BROKEN = {
     "ros2 launch fg_depth_ros nosuch.launch.py": "no launch file",
     "ros2 param set /depth_node mode stereo": "is read-only",
     "python -m fg_depth_core.nosuchmodule": "no module fg_depth_core.nosuchmodule",
+    "python -m tools.nosuchmodule": "no module tools.nosuchmodule",
 }
 
 
@@ -397,23 +422,17 @@ def test_generated_doc_check_catches_drift(tmp_path):
     stale.write_text(render_config().replace("Total optimiser steps.", "Steps."), encoding="utf-8")
     problem = check(stale, render_config(), CONFIG_REGENERATE)
     assert problem is not None and CONFIG_REGENERATE in problem and "Total optimiser steps." in problem
-    assert check(tmp_path / "missing.md", "x") is not None
+    assert check(tmp_path / "missing.md", "x", CONFIG_REGENERATE) is not None
 
 
 def test_config_doc_follows_new_sections():
     """A section added anywhere in the tree (here: a nested dataclass on the fly) is documented unchanged."""
-    import dataclasses
 
     @dataclasses.dataclass
     class Extra:
         """An extra section."""
 
-        #: Number of widgets.
-        widgets: int = 3
-
-        def validate(self, where: str) -> None:
-            if self.widgets < 1:
-                raise ValueError(f"{where}.widgets: expected >= 1, got {self.widgets}")
+        widgets: int = setting(3, "Number of widgets.", minimum=1, rule="fewer than gadgets")
 
     @dataclasses.dataclass
     class Root:
@@ -422,7 +441,22 @@ def test_config_doc_follows_new_sections():
     text = render_config(Root())
     assert "## `extra`" in text and "An extra section." in text
     row = next(line for line in text.splitlines() if line.startswith("| `extra.widgets` |"))
-    assert "Number of widgets." in row and ">= 1" in row and "`3`" in row
+    assert "Number of widgets." in row and ">= 1; fewer than gadgets" in row and "`3`" in row
+
+
+def test_config_doc_refuses_a_key_without_help():
+    @dataclasses.dataclass
+    class Bare:
+        """A section whose key says nothing."""
+
+        widgets: int = 3
+
+    @dataclasses.dataclass
+    class Root:
+        bare: Bare = dataclasses.field(default_factory=Bare)
+
+    with pytest.raises(config_doc.UndeclaredKey, match=r"Bare.widgets \(bare.widgets\): declares no help"):
+        render_config(Root())
 
 
 def test_cli_help_parses():
