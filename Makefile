@@ -45,7 +45,7 @@ test-fast: setup  ## the quick loop: every test not marked slow, no lint (pytest
 	$(VPY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 demo: setup  ## FG-Depth end to end (render, train for minutes, ONNX, depth_node + play on rclpy) into outputs/demo
-	$(VPY) -m fg_depth_ros.demo --out outputs/demo
+	$(VPY) -m tools.demo --out outputs/demo
 
 clean:  ## remove build products and caches (keeps .venv and outputs/)
 	rm -rf build install log .pytest_cache .ruff_cache *.egg-info

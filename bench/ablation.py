@@ -33,9 +33,9 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
 from fg_depth_core.commands import add_set_argument  # noqa: E402
-from fg_depth_core.commands.bench import replace_section  # noqa: E402
 from fg_depth_core.config import LOSS_PRESETS, PAPER_PRESETS, load_config  # noqa: E402
 from fg_depth_core.metrics import METRIC_NAMES  # noqa: E402
+from tools.results import RESULTS_MD, write_section  # noqa: E402
 
 if TYPE_CHECKING:
     from fg_depth_core.config import Config
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 SECTION = "## Ablation on the built-in world"
 BASE_CONFIG = ROOT / "config" / "train_synth.yaml"
 PRESETS = tuple(LOSS_PRESETS)  # the paper's five in its order, then our extensions
+#: The metrics where higher is better (the threshold accuracies); lower is better for the others (errors).
+ACCURACIES = ("a1", "a2", "a3")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -68,7 +70,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--learning-rate", type=float, default=2e-4, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=0, help="seed of the world and of training")
     add_set_argument(p, "extra config override for every preset (as fg-depth train --set)")
-    p.add_argument("--results", default=str(ROOT / "docs" / "RESULTS.md"), help="markdown file to update")
+    p.add_argument("--results", default=str(RESULTS_MD), help="markdown file to update")
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
     return p.parse_args(argv)
 
@@ -235,7 +237,7 @@ def section(
     if "baseline" in results and "fgdepth" in results:
         b, f = results["baseline"], results["fgdepth"]
         change = {k: f[k] - b[k] for k in METRIC_NAMES}
-        better = [k for k in METRIC_NAMES if (change[k] > 0) == k.startswith("a") and change[k] != 0]
+        better = [k for k in METRIC_NAMES if (change[k] > 0) == (k in ACCURACIES) and change[k] != 0]
         lines += [
             "",
             f"fgdepth vs baseline: abs_rel {b['abs_rel']:.4f} -> {f['abs_rel']:.4f} "
@@ -279,9 +281,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(text)
     if not args.no_write:
         path = Path(args.results)
-        old = path.read_text() if path.is_file() else ""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(replace_section(old, SECTION, text))
+        write_section(path, SECTION, text)
         print(f"ablation: table written to {path} ({total_s / 60:.1f} min in all)")
     return 0
 

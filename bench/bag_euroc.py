@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fg_depth_core.commands.bench import machine_description, replace_section  # noqa: E402
+from tools.results import RESULTS_MD, machine_description, write_section  # noqa: E402
 
 SECTION = "## Training from a rosbag2 recording (EuRoC V1_01)"
 #: Pictures of the work folder -> where the section links them (relative to docs/RESULTS.md).
@@ -59,7 +59,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--stride", type=int, default=1, help="data.bag.stride for training (the bag is short)")
     p.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "bag_euroc"), help="work folder")
-    p.add_argument("--results", default=str(ROOT / "docs" / "RESULTS.md"), help="markdown file to update")
+    p.add_argument("--results", default=str(RESULTS_MD), help="markdown file to update")
     p.add_argument("--figures", default=str(ROOT / "docs" / "img"), help="folder for the pictures")
     p.add_argument("--no-write", action="store_true", help="print the section only (no results, no pictures)")
     return p.parse_args(argv)
@@ -293,7 +293,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(text)
     if not args.no_write:
         path = Path(args.results)
-        path.write_text(replace_section(path.read_text() if path.is_file() else "", SECTION, text))
+        write_section(path, SECTION, text)
         import shutil
 
         for name, link in FIGURES.items():

@@ -40,13 +40,8 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
 
 import numpy as np  # noqa: E402
 
-from fg_depth_core.commands.bench import (  # noqa: E402
-    machine_description,
-    parse_size,
-    prepare_models,
-    replace_section,
-    usable_cores,
-)
+from fg_depth_core.commands.bench import parse_size, prepare_models, usable_cores  # noqa: E402
+from tools.results import RESULTS_MD, machine_description, write_section  # noqa: E402
 
 SECTION = "## ROS node latency"
 #: Issue 5's target: the node adds less than this to the bare forward pass at 640x192 on the CPU.
@@ -241,7 +236,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument(
         "--rounds", type=int, default=10, help="alternating blocks of both paths (default: %(default)s)"
     )
-    p.add_argument("--results", default=str(ROOT / "docs" / "RESULTS.md"), help="markdown file to update")
+    p.add_argument("--results", default=str(RESULTS_MD), help="markdown file to update")
     p.add_argument("--no-results", action="store_true", help="only print")
     args = p.parse_args(argv)
     width, height = parse_size(args.size, "--size")
@@ -329,8 +324,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(text)
     if not args.no_results:
         path = Path(args.results)
-        old = path.read_text() if path.is_file() else ""
-        path.write_text(replace_section(old, SECTION, text))
+        write_section(path, SECTION, text)
         print(f"results -> {path}")
     return 0
 

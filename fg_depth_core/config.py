@@ -244,7 +244,7 @@ LOSS_PRESET_NAMES = (*LOSS_PRESETS, "custom")
 
 @dataclass
 class LossConfig(Section):
-    """Loss terms and weights (docs/METHOD.md, 'Losses').
+    """Loss terms and weights (docs/METHOD.md, "Losses and masks").
 
     ``preset`` names a row of the ablation table; in YAML it is expanded first and explicit keys then
     override it, so ``{preset: fgdepth, lambda_fp: 0.5}`` works as expected.
@@ -312,7 +312,7 @@ class LossConfig(Section):
 
 @dataclass
 class AugmentConfig(Section):
-    """Training-time augmentation (docs/METHOD.md, 'Data augmentation')."""
+    """Training-time augmentation (docs/METHOD.md, "Data augmentation")."""
 
     graft_prob: float = setting(
         0.5, "Probability of vertical splicing (data grafting) per sample.", minimum=0, maximum=1
@@ -596,7 +596,7 @@ class TrainConfig(Section):
 
 @dataclass
 class EvalConfig(Section):
-    """The evaluation protocol (docs/METHOD.md, Evaluation)."""
+    """The evaluation protocol (docs/METHOD.md, "Evaluation")."""
 
     min_depth: float = setting(
         1e-3,

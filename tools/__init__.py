@@ -1,5 +1,7 @@
-"""Repository tooling: generators of the references in docs/, the demo and the benchmark helpers.
+"""Repository tooling of fg-depth: run from the root of a source checkout, never installed (setup.py installs
+fg_depth_core and fg_depth_ros only).
 
-Not installed with the package (setup.py installs fg_depth_core and fg_depth_ros only): run it from the
-repository root, e.g. ``python -m tools.config_doc``.
+The demo (``python -m tools.demo``, ``make demo``), the generators of the references in docs/
+(``python -m tools.config_doc``, ``python -m tools.node_doc``) and the helpers with which the scripts in
+bench/ write docs/RESULTS.md. The installed packages never import from here.
 """

@@ -1,5 +1,5 @@
-"""``fg-depth bench`` (also ``bench/inference.py``): inference latency, throughput and peak memory per backend
-and network size, with pre- and post-processing timed apart from the forward pass.
+"""``fg-depth bench``: inference latency, throughput and peak memory per backend and network size, with pre-
+and post-processing timed apart from the forward pass.
 
 Each row (backend, device, precision, network size) runs in a fresh Python process, so that its peak resident
 memory (VmHWM, Linux) is its own: interpreter + libraries + model + buffers. A row loads the model with
@@ -10,7 +10,9 @@ runs ``--warmup`` untimed predictions, then ``--iterations`` timed ones, each sp
 one frame after another: throughput = frames / total time.
 
 Without ``--checkpoint`` the model is a randomly initialised DepthNet (model.encoder of the default config):
-latency does not depend on the weights. Numbers go into docs/RESULTS.md only through ``--results``.
+latency does not depend on the weights. The table is printed; ``--json FILE`` also keeps the rows, the
+settings and the machine in a file of the user's. In a source checkout, ``bench/inference.py`` runs the same
+measurement (:func:`run_benchmark`) and writes it into docs/RESULTS.md (tools/inference_report.py).
 """
 
 from __future__ import annotations
@@ -26,17 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from fg_depth_core.errors import FgDepthError
 
-CPU_SECTION = "## Inference on CPU"
-GPU_SECTION = "## Inference on GPU"
 DEFAULT_SIZES = ("640x192", "1024x320")
-#: Targets of issue 4 on the 2-core CPU at 640x192.
-ORT_SPEEDUP_TARGET = 1.8
-PRE_POST_SHARE_TARGET = 0.10
 #: (backend, device, precision) rows; GPU rows run only where CUDA (and the runtime) is available.
 CPU_ROWS = (("torch", "cpu", "fp32"), ("onnxruntime", "cpu", "fp32"))
 GPU_ROWS = (
@@ -48,16 +46,19 @@ GPU_ROWS = (
 )
 DESCRIPTION = (
     "Time DepthEstimator.predict per backend and network size (batch 1): latency p50/p95, throughput, "
-    "pre/forward/post-processing separately and peak memory, each row in a fresh process; optionally write "
-    "the tables into a results markdown file (sections 'Inference on CPU' / 'Inference on GPU')."
+    "pre/forward/post-processing separately and peak memory, each row in a fresh process; print the table "
+    "and optionally keep it, with the settings and the machine, in a JSON file (--json)."
 )
+#: How a run names the model when no --checkpoint is given.
+RANDOM_MODEL = "random-weight DepthNet (default config)"
 _CHILD = (
     "import json, sys; from fg_depth_core.commands.bench import measure; "
     "print(json.dumps(measure(json.loads(sys.argv[1]))))"
 )
 
 
-def add_arguments(p: argparse.ArgumentParser, results_default: Optional[str] = None) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The measurement's options (shared by ``fg-depth bench`` and ``bench/inference.py``)."""
     p.add_argument(
         "--checkpoint",
         default=None,
@@ -91,12 +92,6 @@ def add_arguments(p: argparse.ArgumentParser, results_default: Optional[str] = N
         "--threads", type=int, default=0, help="CPU threads for torch and ONNX Runtime; 0 = every core usable"
     )
     p.add_argument("--work", default=None, help="folder for the models (default: a temporary folder)")
-    p.add_argument(
-        "--results",
-        default=results_default,
-        help="markdown file whose inference sections are replaced with the tables"
-        + (" (default: %(default)s)" if results_default else " (default: only print)"),
-    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,6 +101,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
     )
     add_arguments(p)
+    p.add_argument(
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="also write the rows, the settings and the machine to this JSON file (default: only print)",
+    )
     p.set_defaults(func=run)
 
 
@@ -303,21 +304,25 @@ def prepare_models(
     return models
 
 
-def machine_description() -> str:
-    """Cores, CPU model, Python and library versions."""
+def machine_info() -> Dict[str, Any]:
+    """Where a benchmark ran: usable cores, CPU model, Python, torch and onnxruntime versions (None where not
+    installed), GPU name (None without CUDA)."""
     import torch
 
-    parts = [f"{usable_cores()} CPU cores (nproc), {cpu_model()}", f"Python {platform.python_version()}"]
-    parts.append(f"torch {torch.__version__}")
     try:
         import onnxruntime
 
-        parts.append(f"onnxruntime {onnxruntime.__version__}")
+        ort_version: Optional[str] = onnxruntime.__version__
     except ImportError:
-        pass
-    if torch.cuda.is_available():
-        parts.append(f"GPU {torch.cuda.get_device_name(0)}")
-    return ", ".join(parts)
+        ort_version = None
+    return {
+        "cores": usable_cores(),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": ort_version,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 # ------------------------------------------------------------------------------------------- reporting
@@ -364,66 +369,35 @@ def table(rows: List[Dict[str, Any]]) -> List[str]:
     return lines
 
 
-def verdicts(rows: List[Dict[str, Any]]) -> List[str]:
-    """The issue's CPU targets, per network size where both rows exist."""
-    ok = [r for r in rows if "error" not in r and r["device"] == "cpu"]
-    lines = []
-    for network in sorted({r["network"] for r in ok}, key=lambda s: parse_size(s, "network")):
-        by = {r["backend"]: r for r in ok if r["network"] == network}
-        if "torch" in by and "onnxruntime" in by:
-            ratio = by["onnxruntime"]["fps"] / by["torch"]["fps"]
-            met = "met" if ratio >= ORT_SPEEDUP_TARGET else "NOT met"
-            lines.append(
-                f"- {network}: ONNX Runtime runs {ratio:.2f}x the throughput of eager PyTorch (target >= "
-                f"{ORT_SPEEDUP_TARGET}x: {met})."
-            )
-        shares = ", ".join(
-            f"{b} {100 * (r['pre_ms'] + r['post_ms']) / r['forward_ms']:.1f}%" for b, r in sorted(by.items())
-        )
-        worst = max((r["pre_ms"] + r["post_ms"]) / r["forward_ms"] for r in by.values())
-        met = "met" if worst < PRE_POST_SHARE_TARGET else "NOT met"
-        lines.append(
-            f"- {network}: pre+post-processing is {shares} of the forward pass (target < "
-            f"{100 * PRE_POST_SHARE_TARGET:.0f}%: {met})."
-        )
-    return lines
+@dataclass
+class BenchRun:
+    """One benchmark: the rows (best run of each, see :func:`best_run`) and what they were measured with."""
+
+    rows: List[Dict[str, Any]]
+    #: The command line that ran it, as the user typed it.
+    command: str
+    date: str
+    threads: int
+    iterations: int
+    warmup: int
+    repeats: int
+    #: Camera image (width, height) that is pre- and post-processed.
+    image_size: Tuple[int, int]
+    #: "checkpoint PATH" or the random-weight DepthNet.
+    model: str
+    wall_s: float
+    #: 1-minute load average before and after (None where the OS has none): others sharing the CPU.
+    load_before: Optional[float]
+    load_after: Optional[float]
 
 
-def section(title: str, rows: List[Dict[str, Any]], command: str, notes: List[str]) -> str:
-    lines = [
-        title,
-        "",
-        "DepthEstimator.predict per frame, batch 1: pre-processing (resize of the camera image to the "
-        "network input, float NCHW), the backend's forward pass, post-processing (focal scaling, resize back "
-        "to the image), each timed separately; every row in a fresh process (peak RSS = VmHWM of that "
-        "process).",
-        "",
-        f"- Command: `{command}`",
-        *[f"- {n}" for n in notes],
-        "",
-        *table(rows),
-    ]
-    checks = verdicts(rows)
-    if checks:
-        lines += ["", *checks]
-    return "\n".join(lines) + "\n"
+def load_average() -> Optional[float]:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
-def replace_section(text: str, title: str, new: str) -> str:
-    """``text`` with the section ``title`` (up to the next level-2 heading) replaced by ``new``, or with
-    ``new`` appended."""
-    pattern = re.compile(rf"^{re.escape(title)}[ \t]*\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        return pattern.sub(lambda _: new + "\n", text, count=1).rstrip("\n") + "\n"
-    if not text.strip():
-        text = "# Results\n"
-    return text.rstrip("\n") + "\n\n" + new
-
-
-# ------------------------------------------------------------------------------------------------- run
-
-
-def run(args: argparse.Namespace, command: Optional[str] = None) -> int:
+def run_benchmark(args: argparse.Namespace, command: str) -> BenchRun:
+    """Every planned row (:data:`CPU_ROWS`, and :data:`GPU_ROWS` where CUDA is usable) x ``args.sizes``, each
+    ``args.repeats`` times interleaved, progress printed per run; FgDepthError for bad options."""
     import torch
 
     sizes = [parse_size(s, "--sizes") for s in args.sizes]
@@ -440,8 +414,7 @@ def run(args: argparse.Namespace, command: Optional[str] = None) -> int:
     plan = [r for r in CPU_ROWS + (GPU_ROWS if cuda else ()) if r[0] in args.backends]
     if not plan:
         raise FgDepthError(f"--backends {' '.join(args.backends)}: nothing to time on this machine")
-    command = command or "fg-depth bench " + " ".join(map(shlex.quote, sys.argv[2:]))
-    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    load_before = load_average()
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="fg-depth-bench-") as tmp:
         work = Path(args.work) if args.work else Path(tmp)
@@ -472,50 +445,38 @@ def run(args: argparse.Namespace, command: Optional[str] = None) -> int:
             row.setdefault("network", f"{size[0]}x{size[1]}")
             runs.setdefault((size, backend, device, precision), []).append(row)
             print(f"run {repeat + 1}/{args.repeats}: " + table([row])[2], flush=True)
-        rows = [best_run(r) for r in runs.values()]
-    load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
-    model_name = (
-        f"checkpoint {args.checkpoint}" if args.checkpoint else "random-weight DepthNet (default config)"
+    return BenchRun(
+        rows=[best_run(r) for r in runs.values()],
+        command=command,
+        date=datetime.date.today().isoformat(),
+        threads=threads,
+        iterations=args.iterations,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        image_size=image_size,
+        model=f"checkpoint {args.checkpoint}" if args.checkpoint else RANDOM_MODEL,
+        wall_s=time.time() - started,
+        load_before=load_before,
+        load_after=load_average(),
     )
-    notes = [
-        f"Machine: {machine_description()}",
-        f"Date: {datetime.date.today().isoformat()}; {args.iterations} timed predictions after {args.warmup} "
-        f"warm-up runs per row and run, {args.repeats} interleaved runs per row (the table shows the run "
-        f"with the lowest p50); {threads} CPU threads for torch and ONNX Runtime (graph optimisation level "
-        f"ORT_ENABLE_ALL; torch eager under inference_mode); wall time {(time.time() - started) / 60:.1f} "
-        "min",
-        f"Model: {model_name}; camera image {image_size[0]}x{image_size[1]} RGB of the built-in world",
-    ]
-    if load_before and load_after:
-        notes.append(
-            f"1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (a load above the "
-            "core count means other processes shared the CPU)"
-        )
-    cpu_rows = [r for r in rows if r["device"] == "cpu"]
-    gpu_rows = [r for r in rows if r["device"] != "cpu"]
-    print("\n".join(["", *table(rows), "", *verdicts(rows)]))
-    if args.results:
-        path = Path(args.results)
-        text = path.read_text() if path.is_file() else ""
-        if cpu_rows:
-            text = replace_section(text, CPU_SECTION, section(CPU_SECTION, cpu_rows, command, notes))
-        if gpu_rows:
-            text = replace_section(text, GPU_SECTION, section(GPU_SECTION, gpu_rows, command, notes))
-        path.write_text(text)
-        print(f"results -> {path}")
+
+
+def write_json(path: Path, bench: BenchRun) -> None:
+    """``bench`` (rows and settings) and :func:`machine_info` as one JSON object in ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**asdict(bench), "machine": machine_info()}, indent=1) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------- run
+
+
+def run(args: argparse.Namespace) -> int:
+    """``fg-depth bench``: measure, print the table, write ``--json``."""
+    command = "fg-depth bench " + " ".join(map(shlex.quote, sys.argv[2:]))
+    bench = run_benchmark(args, command)
+    print("\n".join(["", *table(bench.rows)]))
+    if args.json:
+        write_json(Path(args.json), bench)
+        print(f"rows -> {args.json}")
     return 0
-
-
-def main(
-    argv: Optional[Sequence[str]] = None, results_default: Optional[str] = None, prog: str = "bench"
-) -> int:
-    """Standalone entry point (bench/inference.py)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
-    add_arguments(parser, results_default)
-    args = parser.parse_args(argv)
-    try:
-        return run(args, " ".join(["python", prog, *map(shlex.quote, argv)]))
-    except FgDepthError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2

@@ -13,12 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _documents():
-    return {"docs/A.md": lambda: "alpha\n", "config/b.yaml": lambda: "beta: 1\n"}
+    return {"docs/a.md": lambda: "alpha\n", "config/b.yaml": lambda: "beta: 1\n"}
 
 
 def test_run_cli_writes_every_document_under_the_root(tmp_path, capsys):
     assert run_cli(["--root", str(tmp_path)], _documents(), "python -m tools.x", "test") == 0
-    assert (tmp_path / "docs" / "A.md").read_text() == "alpha\n"
+    assert (tmp_path / "docs" / "a.md").read_text() == "alpha\n"
     assert (tmp_path / "config" / "b.yaml").read_text() == "beta: 1\n"
     assert capsys.readouterr().out.count("wrote ") == 2
 
@@ -28,10 +28,10 @@ def test_run_cli_check_passes_when_current_and_fails_with_a_diff_when_not(tmp_pa
     capsys.readouterr()
     assert run_cli(["--root", str(tmp_path), "--check"], _documents(), "python -m tools.x", "test") == 0
     (tmp_path / "config" / "b.yaml").write_text("beta: 2\n")
-    (tmp_path / "docs" / "A.md").unlink()
+    (tmp_path / "docs" / "a.md").unlink()
     assert run_cli(["--root", str(tmp_path), "--check"], _documents(), "python -m tools.x", "test") == 1
     err = capsys.readouterr().err
-    assert "A.md: missing; generate it with: python -m tools.x" in err
+    assert "a.md: missing; generate it with: python -m tools.x" in err
     assert "b.yaml is out of date; regenerate it with: python -m tools.x" in err
     assert "-beta: 2" in err and "+beta: 1" in err
     assert (tmp_path / "config" / "b.yaml").read_text() == "beta: 2\n"  # --check never writes
