@@ -30,8 +30,8 @@ from fg_depth_core.evaluate import resize_depth  # noqa: E402
 from fg_depth_core.geometry import resize_to  # noqa: E402
 from fg_depth_core.losses import prior_flow_mask  # noqa: E402
 from fg_depth_core.metrics import depth_metrics  # noqa: E402
+from fg_depth_core.model.checkpoint import load_model  # noqa: E402
 from fg_depth_core.teachers import build_teacher  # noqa: E402
-from fg_depth_core.train.checkpoint import load_model  # noqa: E402
 
 
 def region_metrics(checkpoints: List[str], world: str, frames: int) -> Dict[str, Dict[str, Dict[str, float]]]:

@@ -185,8 +185,8 @@ def train_and_judge(args: argparse.Namespace, out: Path) -> Dict[str, Any]:
     from fg_depth_core.cli import main as cli_main
     from fg_depth_core.data.factory import build_dataset
     from fg_depth_core.model import build_depthnet
+    from fg_depth_core.model.checkpoint import load_model
     from fg_depth_core.teachers import build_teacher
-    from fg_depth_core.train.checkpoint import load_model
     from fg_depth_core.train.trainer import BAG_FRAMES_DIR
 
     run = out / "run"

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fg_depth_core.data.factory import build_dataset
     from fg_depth_core.evaluate import evaluate, format_table, metrics_json
-    from fg_depth_core.train.checkpoint import load_model
+    from fg_depth_core.model.checkpoint import load_model
 
     if args.batch_size < 1:
         raise FgDepthError(f"--batch-size: expected >= 1, got {args.batch_size}")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from fg_depth_core.config import PRECISIONS, InferenceConfig
-from fg_depth_core.deploy.backends.tensorrt import DEFAULT_MAX_BATCH
+from fg_depth_core.deploy.tensorrt_build import DEFAULT_MAX_BATCH
 from fg_depth_core.errors import FgDepthError
 
 FORMATS = ("onnx", "tensorrt")
@@ -82,7 +82,7 @@ def _megabytes(path: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fg_depth_core.deploy import export
-    from fg_depth_core.train.checkpoint import load_checkpoint
+    from fg_depth_core.model.checkpoint import load_checkpoint
 
     opset = export.DEFAULT_OPSET if args.opset is None else args.opset
     export.check_opset(opset)
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         onnx_path = out
         print(f"wrote {out} ({_megabytes(out)}): ONNX opset {opset}, float32")
     else:
-        from fg_depth_core.deploy.backends.tensorrt import engine_info_path
+        from fg_depth_core.deploy.tensorrt_build import engine_info_path
 
         onnx_path = out.with_suffix(".onnx")
         workspace = (InferenceConfig().workspace_mb if args.workspace is None else args.workspace) * 2**20

@@ -3,7 +3,8 @@ engine built from that ONNX.
 
 The ONNX model: input ``image`` (B,3,H,W) float32 RGB in [0, 1] (the ImageNet normalisation is inside the
 graph), output ``depth`` (B,1,H,W) float32 metres; H and W are fixed at export time, the batch axis is dynamic
-by default; ModelInfo.to_metadata() is stored in ``metadata_props``, so the .onnx file alone runs the node.
+by default; ModelInfo.to_metadata() is stored in ``metadata_props`` (deploy/onnx_io.py), so the .onnx file
+alone runs the node.
 
 Exporter: ``torch.onnx.export(..., dynamo=True)`` (torch.export + onnxscript). The legacy TorchScript exporter
 is deprecated in torch >= 2.9 and, with a dynamic batch, writes a wrong output shape for this network
@@ -23,7 +24,7 @@ length); an export aspect ratio other than the training one stretches the image 
 network does at a size it was not trained at is an accuracy question the export cannot answer: evaluate it.
 
 Precision: the ONNX model is always float32. Half precision is a runtime choice of the engine builder
-(``export_engine(..., precision="fp16")``, see deploy/backends/tensorrt.py) or of ONNX Runtime's TensorRT
+(``export_engine(..., precision="fp16")``, see deploy/tensorrt_build.py) or of ONNX Runtime's TensorRT
 execution provider; ONNX Runtime's CPU provider has few fp16 kernels, so an fp16 .onnx would run slower there.
 """
 
@@ -36,7 +37,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from fg_depth_core.atomic_io import atomic_write_bytes
 from fg_depth_core.config import INPUT_MULTIPLE, MIN_INPUT_SIZE, PRECISIONS
-from fg_depth_core.deploy.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo, ModelInfoError
+from fg_depth_core.deploy import tensorrt_build
+from fg_depth_core.deploy.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo
+from fg_depth_core.deploy.onnx_io import set_onnx_info
 from fg_depth_core.errors import FgDepthError
 
 if TYPE_CHECKING:
@@ -117,7 +120,7 @@ def export_onnx(
     the ModelInfo stored in it (train_focal at the export size). The batch axis is symbolic ("batch") when
     ``dynamic_batch``, else fixed at 1.
     """
-    from fg_depth_core.train.checkpoint import load_model
+    from fg_depth_core.model.checkpoint import load_model
 
     out_path = Path(out_path)
     if height is not None and width is not None:
@@ -174,21 +177,13 @@ def onnx_model(
 
 
 def write_onnx(model: "onnx.ModelProto", info: ModelInfo, out_path: PathLike) -> Path:
-    """Store ``info`` in ``model.metadata_props`` (replacing earlier fg-depth keys), check the model with
-    onnx.checker and write it to ``out_path`` atomically (temporary file in the same folder, fsync,
-    rename): on any failure no new file appears and an existing one is kept."""
+    """Store ``info`` in ``model.metadata_props`` (:func:`set_onnx_info`), check the model with onnx.checker
+    and write it to ``out_path`` atomically (temporary file in the same folder, fsync, rename): on any
+    failure no new file appears and an existing one is kept."""
     import onnx
 
     out_path = Path(out_path)
-    metadata = info.to_metadata()
-    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in metadata]
-    del model.metadata_props[:]
-    for key, value in kept + list(metadata.items()):
-        model.metadata_props.add(key=key, value=value)
-    model.doc_string = (
-        f"fg-depth DepthNet: {INPUT_NAME} (B,3,{info.height},{info.width}) float32 RGB in [0,1] -> "
-        f"{OUTPUT_NAME} (B,1,{info.height},{info.width}) float32 metres; metadata keys fg_depth.*"
-    )
+    set_onnx_info(model, info)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # onnx.checker.ValidationError, shape inference errors
@@ -199,47 +194,6 @@ def write_onnx(model: "onnx.ModelProto", info: ModelInfo, out_path: PathLike) ->
     except OSError as exc:
         raise ExportError(f"{out_path}: cannot write the model ({exc})") from None
     return out_path
-
-
-def read_onnx_info(path: PathLike) -> ModelInfo:
-    """The ModelInfo stored in an fg-depth .onnx file; ModelInfoError naming the file for a missing,
-    unreadable or foreign model (no fg-depth metadata, other tensor names or sizes)."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelInfoError(f"{path}: ONNX model not found")
-    try:
-        # Weights stored outside the file are not needed for the metadata.
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError, onnx's errors, OSError
-        raise ModelInfoError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    info = ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props}, source=str(path))
-    _check_io(model, info, path)
-    return info
-
-
-def _check_io(model: "onnx.ModelProto", info: ModelInfo, path: Path) -> None:
-    """Tensor names and static sizes must be what the metadata says: (B,3,H,W) in, (B,1,H,W) out."""
-    expected = {INPUT_NAME: (3, info.height, info.width), OUTPUT_NAME: (1, info.height, info.width)}
-    initializers = {t.name for t in model.graph.initializer}
-    found = {v.name: v for v in model.graph.input if v.name not in initializers}
-    found.update({v.name: v for v in model.graph.output})
-    for name, (channels, height, width) in expected.items():
-        if name not in found:
-            raise ModelInfoError(
-                f"{path}: expected tensors {INPUT_NAME!r} and {OUTPUT_NAME!r}, found {sorted(found)}"
-            )
-        dims = found[name].type.tensor_type.shape.dim
-        sizes = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
-        if len(sizes) != 4 or any(
-            s is not None and s != e for s, e in zip(sizes[1:], (channels, height, width))
-        ):
-            shown = tuple(s if s is not None else "?" for s in sizes)
-            raise ModelInfoError(
-                f"{path}: tensor {name!r} has shape {shown}, but the metadata says "
-                f"(B,{channels},{height},{width})"
-            )
 
 
 # ----------------------------------------------------------------------------------------------- TensorRT
@@ -258,12 +212,10 @@ def export_engine(
     max_batch: Optional[int] = None,
 ) -> ModelInfo:
     """Export to ONNX (``onnx_path``, default: the engine's path with suffix .onnx, kept as the portable
-    model; dynamic batch) and build a TensorRT engine from it with deploy/backends/tensorrt.py, which writes
+    model; dynamic batch) and build a TensorRT engine from it with deploy/tensorrt_build.py, which writes
     the ModelInfo beside the engine (``<engine>.json``). ``workspace_bytes``, ``max_batch`` (the largest
     batch of the engine's optimisation profile): None = that module's defaults. When TensorRT is missing,
     that module's error (naming what to install) is raised before the (slow) ONNX export."""
-    from fg_depth_core.deploy.backends import tensorrt as trt_backend
-
     if precision not in PRECISIONS:
         raise ExportError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
     if workspace_bytes is not None and workspace_bytes <= 0:
@@ -278,10 +230,10 @@ def export_engine(
         check_export_size(height, width)
     check_opset(opset)
     _check_output_path(engine_path, checkpoint_path)
-    trt_backend.import_tensorrt()
+    tensorrt_build.import_tensorrt()
     info = export_onnx(checkpoint_path, onnx_path, height, width, opset=opset, dynamic_batch=True)
     extra = {} if max_batch is None else {"max_batch": int(max_batch)}
-    trt_backend.build_engine(onnx_path, engine_path, precision, workspace_bytes, timing_cache, **extra)
+    tensorrt_build.build_engine(onnx_path, engine_path, precision, workspace_bytes, timing_cache, **extra)
     return info
 
 

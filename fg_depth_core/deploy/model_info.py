@@ -59,7 +59,7 @@ class ModelInfo:
 
     @classmethod
     def from_checkpoint(cls, state: Mapping[str, Any]) -> "ModelInfo":
-        """From a training checkpoint dict (see train.checkpoint)."""
+        """From a training checkpoint dict (see fg_depth_core.model.checkpoint)."""
         width, height = (int(v) for v in state["input_size"])
         model = state["config"]["model"]
         return cls(

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from fg_depth_core.train.checkpoint import load_checkpoint
+from fg_depth_core.model.checkpoint import load_checkpoint
 from fg_depth_core.train.distributed import (
     DistContext,
     DistributedError,

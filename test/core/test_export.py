@@ -25,19 +25,18 @@ from onnx import TensorProto, helper
 from fg_depth_core import __version__
 from fg_depth_core.cli import main
 from fg_depth_core.config import Config, InferenceConfig
-from fg_depth_core.deploy import export
-from fg_depth_core.deploy.backends import tensorrt as trt_backend
+from fg_depth_core.deploy import export, tensorrt_build
 from fg_depth_core.deploy.export import (
     ExportError,
     check_export_size,
     check_opset,
     export_info,
     export_onnx,
-    read_onnx_info,
     write_onnx,
 )
 from fg_depth_core.deploy.model_info import METADATA_PREFIX, NORMALIZATION, ModelInfo, ModelInfoError
-from fg_depth_core.train.checkpoint import CheckpointError, load_checkpoint, load_model
+from fg_depth_core.deploy.onnx_io import read_onnx_info
+from fg_depth_core.model.checkpoint import CheckpointError, load_checkpoint, load_model
 
 #: Training input (W, H), focal (px at that size) and baseline (m) of the test checkpoint.
 TRAIN_SIZE = (128, 64)
@@ -453,11 +452,11 @@ def test_cli_tensorrt_exports_onnx_beside_the_engine_and_builds_it(
         builds.append((Path(onnx_path), Path(engine_path), precision, workspace_bytes, timing_cache, kwargs))
         info = read_onnx_info(onnx_path)  # the real one reads the ONNX's metadata the same way
         Path(engine_path).write_bytes(b"e" * 1_200_000)
-        trt_backend.write_engine_info(engine_path, info, precision, "10.13.0", "ab" * 32)
+        tensorrt_build.write_engine_info(engine_path, info, precision, "10.13.0", "ab" * 32)
         return Path(engine_path)
 
-    monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: None)
-    monkeypatch.setattr(trt_backend, "build_engine", fake_build_engine)
+    monkeypatch.setattr(tensorrt_build, "import_tensorrt", lambda: None)
+    monkeypatch.setattr(tensorrt_build, "build_engine", fake_build_engine)
     monkeypatch.setattr(export, "export_onnx", fake_export_onnx)
     argv = ["export", "--checkpoint", str(ckpt), "--format", "tensorrt", "--precision", "fp16"]
     argv += ["--workspace", "256", "--max-batch", "4", "--timing-cache", str(tmp_path / "t.cache")]
@@ -465,7 +464,7 @@ def test_cli_tensorrt_exports_onnx_beside_the_engine_and_builds_it(
     engine, onnx_path = tmp_path / "best.engine", tmp_path / "best.onnx"
     assert exports == [(ckpt, onnx_path, 64, 128, 18, True)]
     assert builds == [(onnx_path, engine, "fp16", 256 * 2**20, str(tmp_path / "t.cache"), {"max_batch": 4})]
-    info, record = trt_backend.read_engine_info(engine)
+    info, record = tensorrt_build.read_engine_info(engine)
     assert info == expected_info(64, 128) and record["precision"] == "fp16"
     printed = capsys.readouterr().out
     assert f"wrote {engine} (1.2 MB): TensorRT engine, fp16" in printed

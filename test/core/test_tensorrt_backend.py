@@ -1,6 +1,7 @@
-"""The TensorRT backend's pure logic (engine cache keys, precision plans by TensorRT version, I/O shape
-checks, the engine's metadata file, the fp16 ONNX conversion) and its errors without TensorRT; the engine
-build and run itself only where TensorRT and CUDA exist."""
+"""TensorRT without TensorRT: the engine builder's logic (deploy/tensorrt_build.py: precision plans by
+TensorRT version, the engine's metadata file, the fp16 ONNX conversion, the build against a stand-in), the
+backend's (engine cache keys, I/O shape checks) and their errors when TensorRT is missing; the real engine
+build and run only where TensorRT and CUDA exist."""
 
 from __future__ import annotations
 
@@ -16,22 +17,21 @@ import pytest
 import torch
 from onnx import TensorProto
 
+from fg_depth_core.deploy import tensorrt_build
 from fg_depth_core.deploy.backends import BackendError, BackendUnavailableError
 from fg_depth_core.deploy.backends import tensorrt as trt_backend
-from fg_depth_core.deploy.backends.tensorrt import (
+from fg_depth_core.deploy.backends.tensorrt import engine_batch_limit, engine_cache_key, timing_cache_name
+from fg_depth_core.deploy.export import export_onnx
+from fg_depth_core.deploy.model_info import ModelInfo, ModelInfoError
+from fg_depth_core.deploy.tensorrt_build import (
     build_engine,
-    engine_batch_limit,
-    engine_cache_key,
     engine_info_path,
     import_tensorrt,
     onnx_to_fp16,
     precision_plan,
     read_engine_info,
-    timing_cache_name,
     write_engine_info,
 )
-from fg_depth_core.deploy.export import export_onnx
-from fg_depth_core.deploy.model_info import ModelInfo, ModelInfoError
 
 NET_W, NET_H = 128, 64
 INFO = ModelInfo(NET_W, NET_H, 0.1, 100.0, 74.2, 0.54)
@@ -338,7 +338,7 @@ def test_build_engine_precision_timing_cache_profile_and_metadata(
     onnx_path, tmp_path, monkeypatch, version, strongly_typed
 ):
     fake = FakeTensorRT(version)
-    monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: fake)
+    monkeypatch.setattr(tensorrt_build, "import_tensorrt", lambda: fake)
     timing = tmp_path / "timing.cache"
     timing.write_bytes(b"timings from an earlier build")
     engine = build_engine(onnx_path, tmp_path / "net.engine", "fp16", 1 << 28, timing, max_batch=4)

@@ -21,7 +21,8 @@ import yaml
 from fg_depth_core import cli
 from fg_depth_core.config import ConfigError, load_config
 from fg_depth_core.data.factory import resolve_package_path
-from fg_depth_core.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from fg_depth_core.model.checkpoint import load_checkpoint, load_model
+from fg_depth_core.train.checkpoint import save_checkpoint
 from fg_depth_core.train.trainer import (
     Trainer,
     TrainError,

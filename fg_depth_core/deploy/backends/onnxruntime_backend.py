@@ -21,6 +21,7 @@ from fg_depth_core.deploy.backends.base import (
     check_precision,
 )
 from fg_depth_core.deploy.model_info import INPUT_NAME, OUTPUT_NAME
+from fg_depth_core.deploy.onnx_io import read_onnx_info
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -115,8 +116,6 @@ class OnnxRuntimeBackend(Backend):
         cache_dir: Optional[Union[str, Path]] = None,
         workspace_bytes: int = 1 << 30,
     ) -> None:
-        from fg_depth_core.deploy.export import read_onnx_info
-
         ort = import_onnxruntime()
         path = Path(path)
         if not path.is_file():

@@ -34,7 +34,7 @@ def save_torchscript(checkpoint: Union[str, Path], out: Union[str, Path]) -> Mod
     """Trace a checkpoint's DepthNet (full-resolution depth only) at its input size into TorchScript
     ``out``; returns the ModelInfo stored with it."""
     from fg_depth_core.model import DepthNetExport
-    from fg_depth_core.train.checkpoint import load_model
+    from fg_depth_core.model.checkpoint import load_model
 
     net, _, state = load_model(checkpoint, "cpu")
     info = ModelInfo.from_checkpoint(state)
@@ -86,7 +86,7 @@ class TorchBackend(Backend):
 
 def _load_checkpoint(path: Path):
     from fg_depth_core.model import DepthNetExport
-    from fg_depth_core.train.checkpoint import load_model
+    from fg_depth_core.model.checkpoint import load_model
 
     net, _, state = load_model(path, "cpu")
     return DepthNetExport(net).eval(), ModelInfo.from_checkpoint(state)
