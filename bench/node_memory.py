@@ -33,12 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
-from fg_depth_core.commands.bench import (  # noqa: E402
-    machine_description,
-    parse_size,
-    prepare_models,
-    replace_section,
-)
+from fg_depth_core.commands.bench import parse_size, prepare_models  # noqa: E402
+from tools.results import RESULTS_MD, machine_description, write_section  # noqa: E402
 
 SECTION = "## depth_node memory"
 #: Issue 11's target: depth_node with an ONNX model at 640x192 after 20 frames of 1242x375 images.
@@ -154,7 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--size", default="640x192", help="network size WxH (default: %(default)s)")
     p.add_argument("--frames", type=int, default=20, help="camera frames served (default: %(default)s)")
     p.add_argument("--rate", type=float, default=4.0, help="camera rate in Hz (default: %(default)s)")
-    p.add_argument("--results", default=str(ROOT / "docs" / "RESULTS.md"), help="markdown file to update")
+    p.add_argument("--results", default=str(RESULTS_MD), help="markdown file to update")
     p.add_argument("--no-results", action="store_true", help="only print")
     args = p.parse_args(argv)
     width, height = parse_size(args.size, "--size")
@@ -186,10 +182,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     text = section(rows, notes, command, args.size)
     print(text)
     if not args.no_results:
-        path = Path(args.results)
-        old = path.read_text() if path.is_file() else ""
-        path.write_text(replace_section(old, SECTION, text))
-        print(f"results -> {path}")
+        write_section(Path(args.results), SECTION, text)
+        print(f"results -> {args.results}")
     return 0
 
 

@@ -1,20 +1,13 @@
 """``ros2 run fg_depth_ros depth_node``: metric depth, point clouds and disparity from a mono or stereo camera
-with a trained FG-Depth model (docs/ARCHITECTURE.md, "A frame in the node").
+with a trained FG-Depth model (docs/ARCHITECTURE.md, "A frame in the node"; topics and parameters in
+docs/NODE.md).
 
-This file is wiring: it declares the parameters (fg_depth_ros.node_params), makes the inputs
-(fg_depth_ros.inputs), publishers (fg_depth_ros.outputs, topics in fg_depth_ros.topics) and timers, and
-hands each frame to the inference worker, which runs the pure frame pipeline (fg_depth_ros.pipeline) and
-publishes. Subscription callbacks only store the newest frame (fg_depth_ros.worker): frames arriving while
-the worker is busy replace each other (counted as dropped), so the latency stays one inference whatever the
-input rate. With ``scale_source: stereo`` a second worker measures the scale (fg_depth_ros.scale) without
-delaying the depth. Counts, timing and /diagnostics: fg_depth_ros.diagnostics; throttled warnings:
-fg_depth_ros.problems.
-
-Bad input (wrong encoding, short data, zero size, mismatched stereo sizes, NaN or zero intrinsics, missing
-camera_info, stereo that never synchronises) drops the frame with a throttled warning naming the topic and
-the problem; the node goes on. A missing or unloadable model, or a bad parameter, stops it at start-up with
-one line on stderr and exit status 1. The ``points.*`` and ``color_image.enabled`` parameters change at run
-time. With an ONNX or TensorRT model the node never imports torch.
+This file is wiring: parameters (node_params), inputs (inputs), publishers (outputs, topics) and timers. Input
+callbacks hand the newest frame to a worker thread (worker) that runs the pure frame pipeline (pipeline) and
+publishes; a frame arriving while it works replaces the waiting one, so latency stays one inference. Bad
+input drops the frame with a throttled warning (problems) and the node goes on; a missing or unloadable
+model or a bad parameter stops it at start-up with one line on stderr and exit status 1. With an ONNX model
+the node never imports torch.
 """
 
 from __future__ import annotations
@@ -35,9 +28,9 @@ from fg_depth_core.errors import FgDepthError
 from fg_depth_ros import diagnostics
 from fg_depth_ros.conversions import ConversionError
 from fg_depth_ros.inputs import Frame, MonoInput, StereoInput
-from fg_depth_ros.node_params import PARAMETERS, NodeParamError, check_settings, check_value
+from fg_depth_ros.node_params import NODE_NAME, PARAMETERS, NodeParamError, check_settings
 from fg_depth_ros.outputs import Outputs
-from fg_depth_ros.params import declare, flatten
+from fg_depth_ros.params import changed, declare
 from fg_depth_ros.pipeline import (
     BadInput,
     decode_mono,
@@ -47,7 +40,7 @@ from fg_depth_ros.pipeline import (
     load_estimator,
 )
 from fg_depth_ros.problems import ProblemLog
-from fg_depth_ros.scale import ScaleSettings, StereoScale
+from fg_depth_ros.scale import StereoScale
 from fg_depth_ros.topics import TOPIC, topic_qos
 from fg_depth_ros.worker import NewestOnlyWorker
 
@@ -85,19 +78,7 @@ class DepthNode(Node):
         self.stats = diagnostics.FrameStats()
         self.problems = ProblemLog(self.get_logger().name)
         if s.scale_source == "stereo":
-            p = s.scale
-            self.scale = StereoScale(
-                ScaleSettings(
-                    ema=p.ema,
-                    minimum=p.min,
-                    maximum=p.max,
-                    min_depth=self.limits[0],
-                    max_depth=p.max_depth,
-                    min_valid_fraction=p.min_valid_fraction,
-                ),
-                p.num_disparities,
-                self._on_scale_error,
-            )
+            self.scale = StereoScale.from_params(s.scale, self.limits[0], self._on_scale_error)
         self.outputs = Outputs(self, s, self.stereo, self.scale is not None)
         self._worker = NewestOnlyWorker("depth_inference", self._process, self._on_frame_error)
         camera = topic_qos(TOPIC["image"], s)
@@ -194,12 +175,7 @@ class DepthNode(Node):
             "device": self.estimator.device,
             "network": f"{info.width}x{info.height}",
             "output_resolution": self.settings.output_resolution,
-            **self.stats.timing(now),
-            "frames_received": self.received,
-            "frames_published": self.published,
-            "frames_dropped": self.dropped,
-            "frames_rejected": self.rejected,
-            "errors": self.errors,
+            **self.stats.values(self.received, self.dropped, now),
             "scale_source": self.settings.scale_source,
             "scale": self.scale.value if self.scale is not None else 1.0,
             "scale_measurements": self.scale.measurements if self.scale is not None else 0,
@@ -217,31 +193,18 @@ class DepthNode(Node):
     # ------------------------------------------------------------------------------------------ parameters
 
     def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
-        """Validate run-time changes (rclpy has already refused read-only ones) and apply them all or none.
-
-        Applied here rather than in a post-set callback, which Humble's rclpy lacks; this is the node's only
-        on-set callback, so no later callback can still refuse the change.
-        """
-        updates = {}
-        for param in params:
-            spec = PARAMETERS.get(param.name)
-            if spec is None:
-                continue  # rclpy's own parameters (use_sim_time, ...)
-            if not spec.dynamic:
-                return SetParametersResult(
-                    successful=False,
-                    reason=f"parameter '{param.name}' is read-only: restart the node to change it",
-                )
-            try:
-                updates[param.name] = check_value(param.name, param.value)
-            except NodeParamError as exc:
-                return SetParametersResult(successful=False, reason=str(exc))
-        if updates:
-            # A new settings object, swapped in whole: the worker reads either the old or the new one.
-            self.settings = check_settings({**flatten(self.settings), **updates})
-            self.get_logger().info(
-                "parameters changed: " + ", ".join(f"{k}={v}" for k, v in sorted(updates.items()))
-            )
+        """Validate run-time changes and apply them all or none, swapping in a new settings object whole (the
+        worker reads either the old or the new one). Applied here rather than in a post-set callback, which
+        Humble's rclpy lacks; this is the node's only on-set callback, so no later one can still refuse."""
+        changes = {p.name: p.value for p in params}
+        try:
+            settings = changed(PARAMETERS, self.settings, changes, check_settings, NodeParamError, NODE_NAME)
+        except NodeParamError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        if settings is not self.settings:
+            self.settings = settings
+            applied = sorted(n for n in changes if n in PARAMETERS)
+            self.get_logger().info("parameters changed: " + ", ".join(f"{n}={changes[n]}" for n in applied))
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------------------------------ shutdown

@@ -119,15 +119,18 @@ class FrameStats:
             self._reported = (self.rejected, self.errors)
             return self.rejected - last_rejected, self.errors - last_errors
 
-    def timing(self, now: Optional[float] = None) -> Dict[str, float]:
-        """Rates (Hz) and percentiles (ms over the windows) by diagnostics key."""
+    def values(self, received: int, dropped: int, now: Optional[float] = None) -> Dict[str, float]:
+        """Rates (Hz), percentiles (ms over the windows) and frame counts by diagnostics key; ``received``
+        and ``dropped`` are the worker's counts (frames handed over, frames replaced before inference)."""
         now = time.monotonic() if now is None else now
         values = {"input_rate_hz": self.input_rate.rate(now), "output_rate_hz": self.output_rate.rate(now)}
         for name in ("latency", "node_latency", "processing", "inference", "overhead"):
             window = getattr(self, name)
             for q in PERCENTILES:
                 values[f"{name}_p{q}_ms"] = window.percentile_ms(q)
-        return values
+        counts = (received, self.published, dropped, self.rejected, self.errors)
+        names = ("frames_received", "frames_published", "frames_dropped", "frames_rejected", "errors")
+        return {**values, **dict(zip(names, counts))}
 
 
 def health(

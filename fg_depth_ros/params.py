@@ -17,7 +17,7 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, Mapping, Optional, Type, TypeVar
 
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 
@@ -187,3 +187,25 @@ def declare(node: Any, table: Mapping[str, Param], error: Type[ParamError] = Par
             raise error(f"parameter '{name}': {exc}") from None
         values[name] = check_value(table, name, value, error, node.get_name())
     return values
+
+
+def changed(
+    table: Mapping[str, Param],
+    settings: T,
+    changes: Mapping[str, Any],
+    check: Callable[[Mapping[str, Any]], T],
+    error: Type[ParamError] = ParamError,
+    owner: str = "node",
+) -> T:
+    """A new settings object: ``settings`` with run-time ``changes`` (name -> value) applied, each checked,
+    and the whole set checked again by ``check`` (the rules between parameters). Names not in ``table``
+    (rclpy's own parameters) are ignored; changing a read-only parameter raises ``error``."""
+    updates = {}
+    for name, value in changes.items():
+        spec = table.get(name)
+        if spec is None:
+            continue
+        if not spec.dynamic:
+            raise error(f"parameter '{name}' is read-only: restart {owner} to change it")
+        updates[name] = check_value(table, name, value, error, owner)
+    return check({**flatten(settings), **updates}) if updates else settings

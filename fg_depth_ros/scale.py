@@ -204,6 +204,22 @@ class StereoScale:
         self.stereo = StereoDepth(num_disparities)
         self.worker = NewestOnlyWorker("depth_stereo_scale", self._measure, on_error)
 
+    @classmethod
+    def from_params(
+        cls, params: Any, min_depth: float, on_error: Callable[[BaseException], None]
+    ) -> "StereoScale":
+        """From depth_node's ``scale.*`` parameters (fg_depth_ros.node_params.ScaleParams) and the lower end
+        of the published depth range (metres)."""
+        settings = ScaleSettings(
+            ema=params.ema,
+            minimum=params.min,
+            maximum=params.max,
+            min_depth=min_depth,
+            max_depth=params.max_depth,
+            min_valid_fraction=params.min_valid_fraction,
+        )
+        return cls(settings, params.num_disparities, on_error)
+
     @property
     def value(self) -> float:
         return self.estimator.value

@@ -1,6 +1,7 @@
-"""Run by test/ros/test_torch_free.py in a fresh interpreter: depth_node serves frames from an ONNX model in
-mono and in stereo (with the online stereo scale, the cloud, disparity and the colour image all subscribed),
-then prints one JSON line saying whether torch was ever imported. ``python torch_free_node.py MODEL``."""
+"""Run by test/ros/test_node_torch_free.py in a fresh interpreter: depth_node serves frames from an ONNX
+model in mono and in stereo (with the online stereo scale, the cloud, disparity and the colour image all
+subscribed), then prints one JSON line saying whether torch was ever imported.
+``python torch_free_node.py MODEL WIDTH HEIGHT``."""
 
 import json
 import sys

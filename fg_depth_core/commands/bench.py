@@ -269,7 +269,8 @@ def prepare_models(
     from fg_depth_core.config import Config
     from fg_depth_core.deploy.export import export_onnx
     from fg_depth_core.model import build_depthnet
-    from fg_depth_core.train.checkpoint import load_checkpoint, save_checkpoint
+    from fg_depth_core.model.checkpoint import load_checkpoint
+    from fg_depth_core.train.checkpoint import save_checkpoint
 
     if checkpoint:
         base = load_checkpoint(checkpoint)

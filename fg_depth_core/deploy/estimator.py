@@ -1,7 +1,9 @@
-"""DepthEstimator: metric depth from one RGB image with any backend (ARCHITECTURE.md, "a frame in the node").
+"""DepthEstimator: metric depth from one RGB image with any backend (docs/ARCHITECTURE.md, "A frame in the
+node").
 
 predict = :func:`preprocess` (resize to the network size, float [0, 1] NCHW) -> backend forward ->
-:func:`postprocess` (focal scaling D' = D * f' / f_train, METHOD.md Scale; resize back to the image).
+:func:`postprocess` (focal scaling D' = D * f' / f_train, docs/METHOD.md, "Scale"; resize back to the
+image).
 Pre- and post-processing are pure functions shared by every backend, the benchmark and the ROS node.
 
 Scale: the network predicts depth for its training camera, whose focal length at the network input size is

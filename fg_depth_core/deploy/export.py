@@ -12,16 +12,16 @@ is deprecated in torch >= 2.9 and, with a dynamic batch, writes a wrong output s
 symbolic batch. It implements opset 18 and newer; its down-conversion to opset 17 fails on this network
 (no Pad adapter), hence :data:`MIN_OPSET` = 18.
 
-Export size and scale (METHOD.md, Scale). The network is fully convolutional, so it can be exported at
-another size than it was trained at (H and W multiples of 32, at least 64). Deployment resizes every image
-to the export size, which keeps the image's field of view: the export-size network sees the training camera
-as an image W_export pixels wide, whose focal length there is f_export = train_focal * W_export / W_train.
-That value is what the model's ModelInfo stores as train_focal (with width/height = the export size), so
-the runtime's D' = D * f' / train_focal, with f' the camera's focal at the export size, reduces to
-(f_cam / W_cam) / (train_focal / W_train) whatever the export size: the scale follows the camera's field of
-view, as it does at the training size. The width sets the focal ratio (train_focal is a horizontal focal
-length); an export aspect ratio other than the training one stretches the image vertically. How well a
-network does at a size it was not trained at is an accuracy question the export cannot answer: evaluate it.
+Export size and scale (docs/METHOD.md, "Scale"). The network is fully convolutional, so it can be exported at
+another size than it was trained at (H and W multiples of 32, at least 64). Deployment resizes every image to
+the export size, which keeps the image's field of view: the export-size network sees the training camera as an
+image W_export pixels wide, whose focal length there is f_export = train_focal * W_export / W_train. That
+value is what the model's ModelInfo stores as train_focal (with width/height = the export size), so the
+runtime's D' = D * f' / train_focal, with f' the camera's focal at the export size, reduces to (f_cam / W_cam)
+/ (train_focal / W_train) whatever the export size: the scale follows the camera's field of view, as it does
+at the training size. The width sets the focal ratio (train_focal is a horizontal focal length); an export
+aspect ratio other than the training one stretches the image vertically. How well a network does at a size it
+was not trained at is an accuracy question the export cannot answer: evaluate it.
 
 Precision: the ONNX model is always float32. Half precision is a runtime choice of the engine builder
 (``export_engine(..., precision="fp16")``, see deploy/tensorrt_build.py) or of ONNX Runtime's TensorRT

@@ -1,8 +1,7 @@
-"""Checkpoints for training: written atomically, and read back for --resume.
+"""Writing training checkpoints, atomically.
 
 The format, reading and checking (and building the model from a checkpoint) live with the model:
-fg_depth_core.model.checkpoint. This module adds what only training does, writing; it re-exports the readers
-the trainer resumes with.
+fg_depth_core.model.checkpoint. This module adds what only training does: writing.
 """
 
 from __future__ import annotations
@@ -14,9 +13,7 @@ import torch
 
 from fg_depth_core import __version__
 from fg_depth_core.atomic_io import atomic_write_with
-from fg_depth_core.model.checkpoint import REQUIRED_KEYS, CheckpointError, checkpoint_config, load_checkpoint
-
-__all__ = ["REQUIRED_KEYS", "CheckpointError", "checkpoint_config", "load_checkpoint", "save_checkpoint"]
+from fg_depth_core.model.checkpoint import REQUIRED_KEYS, CheckpointError
 
 
 def save_checkpoint(path: Union[str, os.PathLike], state: Dict[str, Any]) -> None:

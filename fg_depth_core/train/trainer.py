@@ -51,12 +51,8 @@ from fg_depth_core.config import (
 )
 from fg_depth_core.errors import FgDepthError
 from fg_depth_core.losses import needs_teacher, total_loss
-from fg_depth_core.train.checkpoint import (
-    CheckpointError,
-    checkpoint_config,
-    load_checkpoint,
-    save_checkpoint,
-)
+from fg_depth_core.model.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
+from fg_depth_core.train.checkpoint import save_checkpoint
 from fg_depth_core.train.distributed import (
     DistContext,
     ResumableShardSampler,

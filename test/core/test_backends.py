@@ -282,3 +282,39 @@ def test_fg_depth_bench_prints_the_table_and_keeps_the_rows_in_json(tmp_path, ca
     assert 0 < row["forward_ms"] <= row["p50_ms"] <= row["p95_ms"] and row["fps"] > 0
     assert (kept["iterations"], kept["warmup"], kept["repeats"], kept["image_size"]) == (2, 0, 1, [160, 96])
     assert kept["machine"]["cores"] == usable_cores() and kept["machine"]["onnxruntime"]
+
+
+class _FakeDriver:
+    """Stands in for libcuda (a system edge): cuInit's and cuDeviceGetCount's status codes and the count."""
+
+    def __init__(self, init_status=0, count_status=0, count=0):
+        self.init_status, self.count_status, self.count = init_status, count_status, count
+        self.calls = []
+
+    def cuInit(self, flags):
+        self.calls.append(("cuInit", flags.value))
+        return self.init_status
+
+    def cuDeviceGetCount(self, pointer):
+        self.calls.append(("cuDeviceGetCount",))
+        pointer._obj.value = self.count
+        return self.count_status
+
+
+def test_the_cuda_probe_asks_the_driver_and_reads_failures_as_no_device():
+    from fg_depth_core.deploy.cuda_probe import cuda_device_count
+
+    two = _FakeDriver(count=2)
+    assert cuda_device_count(lambda: two) == 2
+    assert two.calls == [("cuInit", 0), ("cuDeviceGetCount",)]
+    assert cuda_device_count(lambda: None) == 0  # no driver library
+    assert cuda_device_count(lambda: _FakeDriver(init_status=100, count=2)) == 0  # CUDA_ERROR_NO_DEVICE
+    assert cuda_device_count(lambda: _FakeDriver(count_status=3, count=2)) == 0  # not initialised
+    # This machine has no NVIDIA driver: the real probe finds nothing, as torch does.
+    assert (cuda_device_count() > 0) == torch.cuda.is_available()
+
+
+def test_the_cuda_probe_for_a_pytorch_model_asks_torch(monkeypatch):
+    monkeypatch.setattr(backends, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(backends, "_torch_cuda", lambda: False)  # e.g. a CPU build of torch beside a GPU
+    assert "cuda" in probe_available() and "cuda" not in probe_available(torch_cuda=True)

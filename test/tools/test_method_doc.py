@@ -3,9 +3,7 @@
 - Every ``docs/NAME.md`` named in the repository's code, configs, README.md and docs/ is a file of docs/;
   a citation with a section, ``docs/NAME.md, "Section"``, names a heading of that file; a
   ``docs/NAME.md#anchor`` names one of its headings too.
-- Code cites the documentation with its path: a bare ``METHOD.md`` or ``ARCHITECTURE.md`` is only allowed in
-  the files listed in BARE_CITATIONS_PENDING (other engineers' files, fixed by them), and the list is kept
-  exact.
+- Code cites the documentation with its path: a bare ``METHOD.md`` or ``ARCHITECTURE.md`` is refused.
 - docs/METHOD.md: every backquoted configuration key exists, every default it states next to a key
   (``key = value``, ``| `key` | value |``) is the code's default, and its own links and anchors resolve.
 - README.md links docs/METHOD.md.
@@ -18,7 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import yaml
 
@@ -46,10 +44,6 @@ CITATION = re.compile(
 BARE = re.compile(r"(?<![\w./-])(?:METHOD|ARCHITECTURE)\.md")
 #: Files that still cite METHOD.md / ARCHITECTURE.md without ``docs/``: other engineers are rewriting them in
 #: issue 11 and fix their citations there. Remove an entry once its file is fixed (the test says when).
-BARE_CITATIONS_PENDING = (
-    "fg_depth_core/deploy/estimator.py",
-    "fg_depth_core/deploy/export.py",
-)
 SECTIONS = tuple(Config().to_dict())
 #: A configuration key (``loss.ssim_alpha``), and the same optionally backquoted as docs/METHOD.md writes it.
 KEY_NAME = r"(?P<key>(?:" + "|".join(SECTIONS) + r")\.[A-Za-z_][\w.]*\w)"
@@ -125,24 +119,17 @@ def citation_problems(text: str, where: str, docs: Path = DOCS) -> List[str]:
     return problems
 
 
-def bare_citation_problems(files: Iterable[Path], pending: Iterable[str], root: Path = ROOT) -> List[str]:
-    """Problems with bare METHOD.md / ARCHITECTURE.md citations: one outside ``pending``, or a pending file
-    that has none left (or is gone)."""
+def bare_citation_problems(files: Iterable[Path], root: Path = ROOT) -> List[str]:
+    """Bare METHOD.md / ARCHITECTURE.md citations (without docs/), by file and line."""
     problems = []
-    found: Set[str] = set()
     for path in files:
         rel = path.relative_to(root).as_posix()
         if rel.startswith("docs/") or "/" not in rel:
             continue  # the docs and top-level files (README.md) may name their siblings
         text = path.read_text(encoding="utf-8", errors="replace")
         for match in BARE.finditer(text):
-            found.add(rel)
-            if rel not in pending:
-                line = text.count("\n", 0, match.start()) + 1
-                problems.append(f"{rel}:{line}: cite {match.group(0)} as docs/{match.group(0)}, \"Section\"")
-    for rel in pending:
-        if rel not in found:
-            problems.append(f"{rel} has no bare citation left: remove it from BARE_CITATIONS_PENDING")
+            line = text.count("\n", 0, match.start()) + 1
+            problems.append(f"{rel}:{line}: cite {match.group(0)} as docs/{match.group(0)}, \"Section\"")
     return problems
 
 
@@ -264,7 +251,7 @@ def test_the_code_cites_sections_of_method_md():
 
 
 def test_design_documents_are_cited_with_their_folder():
-    problems = bare_citation_problems(scanned_files(), BARE_CITATIONS_PENDING)
+    problems = bare_citation_problems(scanned_files())
     assert not problems, "\n".join(problems)
 
 
@@ -341,12 +328,10 @@ def test_bare_citation_checker(tmp_path):
     fixed.write_text('"""Losses (docs/METHOD.md, "Scale")."""\n')
     clean.write_text('"""Losses (docs/METHOD.md, "Scale"); see METHOD' + '.md."""\n')
     files = [cited, fixed, clean]
-    assert bare_citation_problems(files, ["pkg/a.py", "pkg/c.py"], tmp_path) == []
-    problems = bare_citation_problems(files, ["pkg/b.py"], tmp_path)
-    assert len(problems) == 3, problems
+    problems = bare_citation_problems(files, tmp_path)
+    assert len(problems) == 2, problems
     assert problems[0].startswith("pkg/a.py:1: cite ARCHITECTURE.md as docs/ARCHITECTURE.md")
     assert problems[1].startswith("pkg/c.py:1: cite METHOD.md")
-    assert problems[2] == "pkg/b.py has no bare citation left: remove it from BARE_CITATIONS_PENDING"
 
 
 def test_method_checker_catches_wrong_defaults_unknown_keys_and_links(tmp_path):

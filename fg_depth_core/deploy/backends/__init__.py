@@ -26,6 +26,7 @@ from fg_depth_core.deploy.backends.base import (
     default_cache_dir,
     model_kind,
 )
+from fg_depth_core.deploy.cuda_probe import cuda_device_count
 
 __all__ = [
     "Backend",
@@ -38,8 +39,8 @@ __all__ = [
     "select_backend",
 ]
 
-#: Capabilities :func:`probe_available` reports: the torch package, a usable CUDA device (torch's view), the
-#: onnxruntime package and its GPU execution providers, the tensorrt package.
+#: Capabilities :func:`probe_available` reports: the torch package, a usable CUDA device, the onnxruntime
+#: package and its GPU execution providers, the tensorrt package.
 TORCH, CUDA, ORT, ORT_CUDA, ORT_TENSORRT, TENSORRT = (
     "torch", "cuda", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt"
 )  # fmt: skip
@@ -61,11 +62,12 @@ class Selection:
     device: str
 
 
-def probe_available(cuda: bool = True) -> FrozenSet[str]:
+def probe_available(cuda: bool = True, torch_cuda: bool = False) -> FrozenSet[str]:
     """What is installed and usable here (see the capability names above).
 
-    ``cuda=False`` skips the CUDA probe: it imports torch, which costs about 0.7 GB of resident memory with a
-    CUDA build of PyTorch, for nothing when an ONNX model runs on a CPU-only ONNX Runtime.
+    ``cuda=False`` skips the CUDA probe. The probe asks the CUDA driver (fg_depth_core.deploy.cuda_probe), so
+    an ONNX or TensorRT model never loads torch for it; ``torch_cuda=True`` asks torch instead, which is
+    what counts for a PyTorch model (a CPU build of torch cannot use the GPU the driver sees).
     """
     found = set()
     if importlib.util.find_spec("torch") is not None:
@@ -87,12 +89,20 @@ def probe_available(cuda: bool = True) -> FrozenSet[str]:
         found.add(TENSORRT)
     except ImportError:
         pass
-    if cuda and TORCH in found:
-        import torch
-
-        if torch.cuda.is_available():
+    if cuda:
+        if torch_cuda:
+            usable = TORCH in found and _torch_cuda()
+        else:
+            usable = cuda_device_count() > 0
+        if usable:
             found.add(CUDA)
     return frozenset(found)
+
+
+def _torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _cannot_run(backend: str, kind: str, path: str) -> str:
@@ -194,7 +204,7 @@ def create_backend(
     kind = model_kind(path)
     have = probe_available(cuda=False)
     if device != "cpu" and (kind == "torch" or {TENSORRT, ORT_CUDA, ORT_TENSORRT} & have):
-        have = probe_available(cuda=True)
+        have = probe_available(cuda=True, torch_cuda=kind == "torch")
     choice = select_backend(backend, device, kind, have, str(path))
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if choice.backend == "torch":

@@ -20,8 +20,7 @@ from fg_depth_core.deploy.backends.base import (
     BackendUnavailableError,
     check_precision,
 )
-from fg_depth_core.deploy.model_info import INPUT_NAME, OUTPUT_NAME
-from fg_depth_core.deploy.onnx_io import read_onnx_info
+from fg_depth_core.deploy.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -120,8 +119,6 @@ class OnnxRuntimeBackend(Backend):
         path = Path(path)
         if not path.is_file():
             raise BackendError(f"{path}: model file not found")
-        info = read_onnx_info(path)
-        super().__init__(info, device, precision)
         providers = ort_providers(
             device, precision, ort.get_available_providers(), cache_dir, workspace_bytes
         )
@@ -141,7 +138,13 @@ class OnnxRuntimeBackend(Backend):
                 provider_options=[options for _, options in providers],
             )
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
-            raise BackendError(f"{path}: ONNX Runtime cannot load it ({type(exc).__name__}: {exc})") from None
+            raise BackendError(
+                f"{path}: not a readable ONNX model (ONNX Runtime: {type(exc).__name__}: {exc})"
+            ) from None
+        # The metadata from the session, not from onnx.load: parsing the file again in Python would hold a
+        # second copy of the weights (and the onnx package) in memory for the model's lifetime.
+        info = ModelInfo.from_metadata(self.session.get_modelmeta().custom_metadata_map, source=str(path))
+        super().__init__(info, device, precision)
         # ORT falls back to the CPU when a GPU provider fails to initialise (missing CUDA libraries): refuse
         # that, since the caller asked for the GPU.
         if providers[0][0] not in self.session.get_providers():
