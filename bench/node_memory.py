@@ -56,6 +56,14 @@ def proc_status_mib(pid: int) -> Dict[str, float]:
     return out
 
 
+def describe_checkout(path: Path) -> str:
+    """``path``'s commit (short hash), or its name when it is not a git checkout."""
+    done = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return f"commit {done.stdout.strip()}" if done.returncode == 0 else path.name
+
+
 def play_command(frames: int, rate: float) -> List[str]:
     """The ``play`` process publishing ``frames`` mono camera frames at ``rate`` Hz."""
     cmd = [sys.executable, "-m", "fg_depth_ros.play", "--ros-args", "-p", "mode:=mono", "-p", f"rate:={rate}"]
@@ -66,18 +74,24 @@ def play_command(frames: int, rate: float) -> List[str]:
     return cmd + ["-p", "dataset:=synth", "-p", f"width:={width}", "-p", f"height:={height}"]
 
 
-def measure(model: Path, backend: str, frames: int, rate: float, domain: int) -> Dict[str, float]:
-    """Serve ``frames`` frames with depth_node on ``model``; returns the node's memory and frame count."""
+def measure(
+    model: Path, backend: str, frames: int, rate: float, domain: int, source: Path = ROOT
+) -> Dict[str, float]:
+    """Serve ``frames`` frames with depth_node (run from the checkout ``source``) on ``model``; returns the
+    node's memory and frame count."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image, PointCloud2
 
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONPATH=str(ROOT))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONPATH=str(source))
     node_cmd = [sys.executable, "-m", "fg_depth_ros.depth_node", "--ros-args", "-p", f"model:={model}"]
     node_cmd += ["-p", f"backend:={backend}", "-p", "device:=cpu"]
-    node = subprocess.Popen(node_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # cwd = the checkout too: ``python -m`` puts the working directory first on sys.path.
+    node = subprocess.Popen(
+        node_cmd, cwd=source, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     listener = Node("node_memory_bench", context=context)
@@ -96,7 +110,7 @@ def measure(model: Path, backend: str, frames: int, rate: float, domain: int) ->
             if node.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"depth_node did not start:\n{node.stdout.read()}")
             time.sleep(0.1)
-        player = subprocess.Popen(play_command(frames, rate), env=env, stdout=subprocess.DEVNULL)
+        player = subprocess.Popen(play_command(frames, rate), cwd=source, env=env, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + FRAMES_TIMEOUT_S
         while len(depth_stamps) < frames:
             if node.poll() is not None or time.monotonic() > deadline:
@@ -150,6 +164,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--size", default="640x192", help="network size WxH (default: %(default)s)")
     p.add_argument("--frames", type=int, default=20, help="camera frames served (default: %(default)s)")
     p.add_argument("--rate", type=float, default=4.0, help="camera rate in Hz (default: %(default)s)")
+    p.add_argument(
+        "--compare",
+        metavar="CHECKOUT",
+        help="also run the ONNX model with depth_node and play from this other source checkout (a git "
+        "worktree of an older commit, say), to compare versions",
+    )
     p.add_argument("--results", default=str(RESULTS_MD), help="markdown file to update")
     p.add_argument("--no-results", action="store_true", help="only print")
     args = p.parse_args(argv)
@@ -168,6 +188,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         ):
             print(f"node_memory: {name}", flush=True)
             rows[name] = measure(model, backend, args.frames, args.rate, domain)
+        if args.compare:
+            name = f"ONNX model, onnxruntime backend, node from {describe_checkout(Path(args.compare))}"
+            print(f"node_memory: {name}", flush=True)
+            rows[name] = measure(
+                models["onnx"], "onnxruntime", args.frames, args.rate, domain, Path(args.compare)
+            )
     camera = (
         f"KITTI raw {KITTI.name} image_02 ({CAMERA_SIZE[0]}x{CAMERA_SIZE[1]} rgb8)"
         if KITTI.is_dir()
