@@ -5,9 +5,8 @@ import math
 
 import numpy as np
 import torch
+from scene_helpers import BASELINE, K, wall_and_board
 
-from fg_depth_core.camera import Intrinsics
-from fg_depth_core.data.render import Patch, fronto_parallel, render_stereo
 from fg_depth_core.geometry import (
     backproject,
     depth_from_disparity,
@@ -22,26 +21,6 @@ from fg_depth_core.geometry import (
     resize_to,
     sample,
 )
-
-K = Intrinsics(60.0, 60.0, 31.5, 23.5, 64, 48)
-BASELINE = 0.5
-
-
-def _frame(right_gain=1.0):
-    # Depths give non-integer disparities (4.48 px and 9.09 px), so the warp really interpolates.
-    patches = [
-        fronto_parallel(6.7, texture_cell=0.5, texture_seed=1, contrast=0.6),
-        Patch(
-            origin=(-0.6, -0.5, 3.3),
-            axis_u=(1.2, 0.0, 0.0),
-            axis_v=(0.0, 1.0, 0.0),
-            albedo=(0.7, 0.4, 0.3),
-            texture_cell=0.3,
-            texture_seed=2,
-            contrast=0.6,
-        ),
-    ]
-    return render_stereo(patches, K, BASELINE, right_gain=right_gain)
 
 
 def _image(a):
@@ -68,7 +47,7 @@ def _visible(depth_left, depth_right, focal, baseline):
 
 
 def test_true_depth_warp_reconstructs_target_and_wrong_depth_does_not():
-    frame = _frame()
+    frame = wall_and_board()
     left, right = _image(frame.left), _image(frame.right)
     depth, depth_r = _map(frame.depth_left), _map(frame.depth_right)
     visible = _visible(depth, depth_r, K.fx, BASELINE)

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scene_helpers import BASELINE, K, wall_and_board
 
-from fg_depth_core.camera import Intrinsics
 from fg_depth_core.config import LOSS_PRESETS, LossConfig
-from fg_depth_core.data.render import Patch, fronto_parallel, render_stereo
 from fg_depth_core.geometry import depth_warp, flow_from_disparity
 from fg_depth_core.losses import (
     LossError,
@@ -25,27 +24,13 @@ from fg_depth_core.losses import (
     total_loss,
 )
 
-K = Intrinsics(60.0, 60.0, 31.5, 23.5, 64, 48)
-BASELINE = 0.5
 FOCAL = torch.tensor([K.fx])
 BASE = torch.tensor([BASELINE])
 
 
 def _pair(right_gain=1.2):
     """Left/right images (1,3,H,W), true left depth (1,1,H,W) and the exact teacher flow (1,2,H,W)."""
-    patches = [
-        fronto_parallel(6.7, texture_cell=0.5, texture_seed=1, contrast=0.6),
-        Patch(
-            origin=(-0.6, -0.5, 3.3),
-            axis_u=(1.2, 0.0, 0.0),
-            axis_v=(0.0, 1.0, 0.0),
-            albedo=(0.7, 0.4, 0.3),
-            contrast=0.6,
-            texture_cell=0.3,
-            texture_seed=2,
-        ),
-    ]
-    frame = render_stereo(patches, K, BASELINE, right_gain=right_gain)
+    frame = wall_and_board(right_gain)
 
     def image(a):
         return torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255.0
