@@ -113,7 +113,9 @@ class DepthNode(Node):
             camera = decode_mono(frame.images[0], frame.infos[0], s.rectified, topics)
         # Read once: the scale worker may update it while this frame goes out.
         scale = self.scale.value if self.scale is not None else 1.0
-        result = estimate_depth(self.estimator, camera, s.output_resolution, self.limits, scale)
+        result = estimate_depth(
+            self.estimator, camera, s.output_resolution, self.limits, scale, s.out_of_range
+        )
         if self.scale is not None:
             self.scale.submit(
                 camera.rgb, camera.right, camera.intrinsics, camera.baseline, result.network_depth

@@ -30,6 +30,8 @@ from fg_depth_ros.params import check_value as _check_value
 MODES = ("mono", "stereo")
 SCALE_SOURCES = ("none", "stereo")
 RELIABILITIES = ("reliable", "best_effort")
+#: What happens to depths outside [min_depth, max_depth] (fg_depth_ros.pipeline.limit_depth).
+OUT_OF_RANGE = ("inf", "clamp", "nan")
 #: The node's name in messages about unknown parameters.
 NODE_NAME = "depth_node"
 
@@ -144,12 +146,18 @@ class NodeParams:
     )
     min_depth: float = param(
         0.0,
-        "smallest published depth in metres (outputs are clamped); 0 = the model's min_depth",
+        "smallest published depth in metres (see out_of_range); 0 = the model's min_depth",
         minimum=0.0,
         rule="< max_depth",
     )
     max_depth: float = param(
-        0.0, "largest published depth in metres (outputs are clamped); 0 = the model's max_depth", minimum=0.0
+        0.0, "largest published depth in metres (see out_of_range); 0 = the model's max_depth", minimum=0.0
+    )
+    out_of_range: str = param(
+        "inf",
+        "depths outside min_depth..max_depth: inf (REP 117: -Inf too near, +Inf too far), clamp to the "
+        "range, or nan (unknown); the point cloud leaves inf and nan points out and keeps clamped ones",
+        choices=OUT_OF_RANGE,
     )
     points: PointsParams = group(PointsParams)
     color_image: ColorImageParams = group(ColorImageParams)

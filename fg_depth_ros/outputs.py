@@ -66,8 +66,12 @@ class Outputs:
                 depth_to_pointcloud(result.depth, out, header, colour, points.decimation, max_range)
             )
         if self.disparity is not None and self.disparity.get_subscription_count() > 0:
+            # The message's valid range is the published depth range, the same for every frame.
+            fb = result.intrinsics.fx * frame.baseline
             self.disparity.publish(
-                disparity_image(result.depth, result.intrinsics.fx, frame.baseline, header)
+                disparity_image(
+                    result.depth, result.intrinsics.fx, frame.baseline, header, fb / limits[1], fb / limits[0]
+                )
             )
         if settings.color_image.enabled and self.color.get_subscription_count() > 0:
             self.color.publish(rgb_to_image(colorize_depth(result.depth, *limits), header))

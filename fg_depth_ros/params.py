@@ -33,6 +33,10 @@ ROS_TYPES = {bool: "bool", int: "integer", float: "double", str: "string"}
 
 T = TypeVar("T")
 
+#: Choices that YAML, ``-p name:=value`` and ``ros2 param set`` read as numbers: a string parameter offering
+#: one of them also accepts the number and turns it back into the word.
+NUMERIC_WORDS = ("inf", "-inf", "nan")
+
 
 class ParamError(FgDepthError, ValueError):
     """A parameter has a bad value; the message names the parameter, the value and the rule."""
@@ -148,12 +152,18 @@ def check_value(
     elif kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise error(f"parameter '{name}': expected an integer, got {value!r}")
+    elif kind is str and isinstance(value, float) and _numeric_words(spec):
+        value = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     elif not isinstance(value, kind):
         raise error(f"parameter '{name}': expected a {kind.__name__}, got {value!r}")
     problem = spec.spec.problem(value)
     if problem is not None:
         raise error(f"parameter '{name}': {problem}")
     return value
+
+
+def _numeric_words(spec: Param) -> bool:
+    return any(choice in NUMERIC_WORDS for choice in spec.choices)
 
 
 def descriptor(name: str, spec: Param) -> ParameterDescriptor:
@@ -165,6 +175,8 @@ def descriptor(name: str, spec: Param) -> ParameterDescriptor:
         # value is converted and range-checked by check_value.
         desc.dynamic_typing = True
         constraints.insert(0, "a number")
+    elif spec.kind is str and _numeric_words(spec):
+        desc.dynamic_typing = True  # out_of_range:=inf arrives as a double; check_value turns it into "inf"
     elif spec.kind is int and spec.spec.minimum is not None:
         top = int(spec.spec.maximum) if spec.spec.maximum is not None else INT_MAX
         desc.integer_range = [IntegerRange(from_value=int(spec.spec.minimum), to_value=top, step=1)]

@@ -1,5 +1,5 @@
 """One frame of depth_node as pure functions: camera messages -> a decoded camera frame -> depth at the output
-resolution, clamped to the published range (docs/ARCHITECTURE.md, "A frame in the node").
+resolution, limited to the published range (docs/ARCHITECTURE.md, "A frame in the node").
 
 No ROS calls and no torch here: messages are read by fg_depth_core.camera_msgs (through
 fg_depth_ros.conversions), the model runs through DepthEstimator, whose focal-length scaling makes the depth
@@ -19,7 +19,7 @@ from fg_depth_core.camera import Intrinsics
 from fg_depth_core.deploy.estimator import DepthEstimator, postprocess
 from fg_depth_core.errors import FgDepthError
 from fg_depth_ros.conversions import camera_info_to_intrinsics, image_to_rgb, stereo_rig_from_infos
-from fg_depth_ros.node_params import NodeParamError, NodeParams
+from fg_depth_ros.node_params import OUT_OF_RANGE, NodeParamError, NodeParams
 
 
 class ModelLoadError(FgDepthError):
@@ -124,12 +124,23 @@ def decode_stereo(
     return CameraFrame(left_rgb, rig.intrinsics, right_rgb, rig.baseline)
 
 
-def clamp_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
-    """(H,W) metres clamped to [min_depth, max_depth]; non-finite values become NaN (REP 118: unknown)."""
+def limit_depth(
+    depth: np.ndarray, min_depth: float, max_depth: float, out_of_range: str = "clamp"
+) -> np.ndarray:
+    """(H,W) metres with depths outside [min_depth, max_depth] handled by ``out_of_range``
+    (:data:`~fg_depth_ros.node_params.OUT_OF_RANGE`): "clamp" to the range, "inf" (REP 117: -Inf nearer,
+    +Inf farther) or "nan" (unknown). Non-finite input stays unknown (NaN, REP 118) in every mode."""
     depth = np.asarray(depth, dtype=np.float32)
-    return np.where(np.isfinite(depth), np.clip(depth, min_depth, max_depth), np.float32(np.nan)).astype(
-        np.float32, copy=False
-    )
+    finite = np.isfinite(depth)
+    if out_of_range == "clamp":
+        out = np.clip(depth, min_depth, max_depth)
+    elif out_of_range == "inf":
+        out = np.where(depth < min_depth, -np.inf, np.where(depth > max_depth, np.inf, depth))
+    elif out_of_range == "nan":
+        out = np.where((depth < min_depth) | (depth > max_depth), np.nan, depth)
+    else:
+        raise ValueError(f"out_of_range: expected one of {list(OUT_OF_RANGE)}, got {out_of_range!r}")
+    return np.where(finite, out, np.float32(np.nan)).astype(np.float32, copy=False)
 
 
 def estimate_depth(
@@ -138,10 +149,11 @@ def estimate_depth(
     output_resolution: str,
     limits: Tuple[float, float],
     scale: float = 1.0,
+    out_of_range: str = "clamp",
 ) -> DepthResult:
     """The frame's metric depth: predicted at the network resolution (where the stereo scale compares),
     multiplied by ``scale``, resized to the camera image when ``output_resolution`` is "input" (exactly what
-    ``predict(output="input")`` does) and clamped to ``limits`` (metres)."""
+    ``predict(output="input")`` does) and limited to ``limits`` (metres) as ``out_of_range`` says."""
     intr = frame.intrinsics
     info = estimator.info
     start = time.monotonic()
@@ -153,4 +165,4 @@ def estimate_depth(
         out_intr = intr
     else:
         out_intr = intr.resized(info.width, info.height)
-    return DepthResult(clamp_depth(depth, *limits), out_intr, network, float(scale), inference)
+    return DepthResult(limit_depth(depth, *limits, out_of_range), out_intr, network, float(scale), inference)

@@ -46,7 +46,7 @@ from fg_depth_ros.node_params import (
     check_value,
 )
 from fg_depth_ros.params import descriptor
-from fg_depth_ros.pipeline import clamp_depth
+from fg_depth_ros.pipeline import limit_depth
 from fg_depth_ros.play import DatasetPlayer
 from fg_depth_ros.scale import (
     ScaleError,
@@ -115,7 +115,7 @@ def test_rendered_stereo_frames_give_depth_info_points_and_disparity_with_the_in
             # The model's known output through DepthEstimator's own pre/post-processing and focal scaling.
             rgb_net = cv2.resize(pair.left, (NET_W, NET_H), interpolation=cv2.INTER_AREA)
             network = expected_network_depth(rgb_net, k.resized(NET_W, NET_H).fx, train_focal=TRAIN_FOCAL)
-            expected = clamp_depth(postprocess(network, 1.0, (width, height)), 0.1, 100.0)
+            expected = limit_depth(postprocess(network, 1.0, (width, height)), 0.1, 100.0, "clamp")
             np.testing.assert_allclose(_depth(harness, frame), expected, rtol=1e-5)
 
             info = harness.got["depth/camera_info"][frame]
@@ -127,6 +127,9 @@ def test_rendered_stereo_frames_give_depth_info_points_and_disparity_with_the_in
             d = image_to_depth(disparity.image)
             np.testing.assert_allclose(d, k.fx * pair.rig.baseline / expected, rtol=1e-5)
             assert disparity.min_disparity <= d.min() and d.max() <= disparity.max_disparity
+            # The valid range is the published depth range (the model's 0.1..100 m), not the frame's.
+            fb = k.fx * pair.rig.baseline
+            assert (disparity.min_disparity, disparity.max_disparity) == pytest.approx((fb / 100.0, fb / 0.1))
             assert harness.got["points"][frame].width > 0
         assert harness.node.published == 3 and harness.node.rejected == 0 and harness.node.errors == 0
     finally:
@@ -253,6 +256,60 @@ def test_the_cloud_is_the_back_projection_of_the_published_depth_through_the_pub
             )
     finally:
         harness.close()
+
+
+@pytest.mark.parametrize("out_of_range", ["inf", "clamp", "nan"])
+def test_depths_outside_the_range_follow_out_of_range_in_the_depth_and_the_cloud(
+    context, linear_model, out_of_range
+):
+    """The linear model gives (2 + 8 R) * f'/f_train m; a range of 4..7 m cuts both ends (REP 117)."""
+    low, high = 4.0, 7.0
+    params = {
+        "model": str(linear_model),
+        "output_resolution": "network",
+        "min_depth": low,
+        "max_depth": high,
+        "out_of_range": out_of_range,
+        "points.decimation": 1,
+        "points.color": False,
+    }
+    harness = Harness(context, params)
+    try:
+        intr = Intrinsics(TRAIN_FOCAL, TRAIN_FOCAL, (NET_W - 1) / 2, (NET_H - 1) / 2, NET_W, NET_H)
+        rgb = random_rgb(NET_H, NET_W, seed=5)
+        image, info = camera_messages(rgb, intr, 7_000_000_000)
+        harness.publish(camera_info=info)
+        harness.spin_for(0.1)
+        harness.publish(image=image)
+        for topic in ("depth", "points"):
+            harness.wait_outputs(topic, 1)
+        depth = _depth(harness)
+        model = expected_network_depth(rgb, TRAIN_FOCAL, train_focal=TRAIN_FOCAL)
+        near, far, inside = model < low, model > high, (model >= low) & (model <= high)
+        assert near.sum() > 10 and far.sum() > 10 and inside.sum() > 10
+        np.testing.assert_array_equal(depth[inside], model[inside])
+        if out_of_range == "inf":
+            assert np.all(depth[near] == -np.inf) and np.all(depth[far] == np.inf)
+        elif out_of_range == "clamp":
+            assert np.all(depth[near] == low) and np.all(depth[far] == high)
+        else:
+            assert np.all(np.isnan(depth[near | far]))
+        # The cloud holds exactly the points of finite published depths: all of them when clamped.
+        xyz = pointcloud_to_xyz(harness.got["points"][0])
+        assert len(xyz) == (depth.size if out_of_range == "clamp" else int(inside.sum()))
+        np.testing.assert_array_equal(np.sort(xyz[:, 2]), np.sort(depth[np.isfinite(depth)]))
+    finally:
+        harness.close()
+
+
+def test_out_of_range_words_that_yaml_reads_as_numbers_are_accepted():
+    """`-p out_of_range:=inf` reaches the node as a double; it means the word."""
+    assert check_value("out_of_range", math.inf) == "inf" and check_value("out_of_range", math.nan) == "nan"
+    assert descriptor("out_of_range", PARAMETERS["out_of_range"]).dynamic_typing
+    with pytest.raises(NodeParamError, match=r"expected one of \['inf', 'clamp', 'nan'\], got '-inf'"):
+        check_value("out_of_range", -math.inf)
+    with pytest.raises(NodeParamError, match="expected a str, got 5.0"):
+        check_value("mode", 5.0)
 
 
 # ------------------------------------------------------------------------------------ latency first

@@ -19,7 +19,7 @@ from fg_depth_core.data.folder import StereoFolder
 from fg_depth_core.deploy.estimator import DepthEstimator
 from fg_depth_core.metrics import METRIC_NAMES
 from fg_depth_core.visualize import BACKGROUND, LABEL_HEIGHT, PANEL_GAP
-from fg_depth_ros.pipeline import clamp_depth
+from fg_depth_ros.pipeline import limit_depth
 from tools.demo import cli, figures, pipeline, ros_session
 from tools.demo import settings as demo_settings
 
@@ -120,7 +120,7 @@ def test_the_recorded_depth_is_what_the_node_published_for_what_play_published(q
     for f in frames:
         pair = folder.load(f["index"])
         predicted = estimator.predict(pair.left, pair.rig.intrinsics)
-        expected = clamp_depth(predicted, info.min_depth, info.max_depth)
+        expected = limit_depth(predicted, info.min_depth, info.max_depth, "clamp")
         np.testing.assert_allclose(recorded[f["name"]], expected, rtol=1e-4, atol=1e-4)
 
 
