@@ -1,4 +1,5 @@
-"""Stereo rectification of raw camera images from their CameraInfo (D, K, R, P), with OpenCV.
+"""Undistortion and stereo rectification of raw camera images from their CameraInfo (D, K, R, P), with
+OpenCV.
 
 A ROS camera driver publishes raw, distorted images and a CameraInfo per camera: K and D describe the raw
 camera, R rotates it into the rectified frame the stereo pair shares, and P projects that frame into the
@@ -8,18 +9,26 @@ frame with ``cv2.remap``.
 
 The rectified image keeps the raw size; where a rectified pixel maps outside the raw image it is black, so
 :func:`valid_crop` finds the largest rectangle that both views fill and :class:`StereoRectifier` crops to it
-(the intrinsics shift with the crop).
+(the intrinsics shift with the crop) when asked. :class:`MonoRectifier` undistorts one camera, and
+:class:`RectifierCache` keeps the maps of the calibration in use, so a node computes them once per
+calibration rather than per frame.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Tuple
+from dataclasses import dataclass, replace
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from fg_depth_core.camera import CameraError, StereoRig
-from fg_depth_core.camera_msgs import ConversionError, info_matrix, stereo_rig_from_infos, what_prefix
+from fg_depth_core.camera import CameraError, Intrinsics, StereoRig
+from fg_depth_core.camera_msgs import (
+    ConversionError,
+    camera_info_to_intrinsics,
+    info_matrix,
+    stereo_rig_from_infos,
+    what_prefix,
+)
 from fg_depth_core.config import RECTIFY_MODES
 
 #: CameraInfo distortion models and the OpenCV model that undistorts them.
@@ -176,8 +185,6 @@ class StereoRectifier:
 
     def __call__(self, left: np.ndarray, right: np.ndarray, what: str = "") -> Tuple[np.ndarray, np.ndarray]:
         """Rectified, cropped (H',W',3) uint8 views of raw (H,W,3) uint8 ``left`` and ``right``."""
-        import cv2
-
         out = []
         for side, image in (("left", left), ("right", right)):
             if image.shape[1::-1] != self.size:
@@ -187,7 +194,7 @@ class StereoRectifier:
                 )
         for image, maps in zip((left, right), self.maps or (None, None)):
             if maps is not None:
-                image = cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                image = remap(image, maps)
             x0, y0, w, h = self.crop
             out.append(np.ascontiguousarray(image[y0 : y0 + h, x0 : x0 + w]))
         return out[0], out[1]
@@ -206,3 +213,83 @@ class StereoRectifier:
             )
         )
         return f"{self.size[0]}x{self.size[1]} {action}; fx {k.fx:.1f} px, baseline {self.rig.baseline:.4f} m"
+
+
+def remap(image: np.ndarray, maps: Tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``image`` (H,W[,C]) resampled at the raw-pixel coordinates ``maps`` (bilinear; black outside)."""
+    import cv2
+
+    return cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+class MonoRectifier:
+    """Undistorts (and rotates by R) one raw camera's images from its CameraInfo into the image its P
+    describes (K when P is all zero, as for a camera calibrated without a rectified projection), at the raw
+    size: what ROS' image_proc publishes as image_rect. ``intrinsics`` are those of the output; an already
+    rectified camera (D = 0, R = I) passes through. Raises ConversionError naming ``what`` for an unknown
+    distortion model, binning or an ROI with raw images, or a bad matrix."""
+
+    def __init__(self, info: Any, what: str = "") -> None:
+        calibration = CameraCalibration.from_info(info, what)
+        self.enabled = calibration.is_raw()
+        if not self.enabled:
+            self.maps = None
+            self.intrinsics = camera_info_to_intrinsics(info, True, what)
+            self.size = (self.intrinsics.width, self.intrinsics.height)
+            return
+        if not np.any(calibration.p != 0):
+            calibration = replace(calibration, p=np.hstack([calibration.k, np.zeros((3, 1))]))
+        self.maps = calibration.maps()
+        self.size = (calibration.width, calibration.height)
+        try:
+            self.intrinsics = Intrinsics.from_matrix(calibration.p, *self.size)
+        except CameraError as exc:
+            raise ConversionError(f"{what_prefix(what)}camera_info P: {exc}") from None
+
+    def __call__(self, image: np.ndarray, what: str = "") -> np.ndarray:
+        """The rectified (H,W[,C]) image of a raw one of the calibrated size."""
+        if image.shape[1::-1] != self.size:
+            raise ConversionError(
+                f"{what_prefix(what)}image is {image.shape[1]}x{image.shape[0]} but its camera_info says "
+                f"{self.size[0]}x{self.size[1]}"
+            )
+        return image if self.maps is None else remap(image, self.maps)
+
+
+def calibration_key(info: Any) -> Tuple[Any, ...]:
+    """Everything of a CameraInfo that the rectification maps depend on, hashable."""
+    roi = info.roi
+    return (
+        int(info.width),
+        int(info.height),
+        str(info.distortion_model),
+        tuple(np.asarray(info.d, dtype=np.float64).ravel()),
+        tuple(np.asarray(info.k, dtype=np.float64).ravel()),
+        tuple(np.asarray(info.r, dtype=np.float64).ravel()),
+        tuple(np.asarray(info.p, dtype=np.float64).ravel()),
+        int(info.binning_x),
+        int(info.binning_y),
+        (int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)),
+    )
+
+
+class RectifierCache:
+    """The rectifier of the calibration in use, rebuilt only when a camera_info changes (computing the maps
+    takes tens of milliseconds; applying them, one remap per image). Not thread-safe: one owner calls it."""
+
+    def __init__(self) -> None:
+        self._mono: Dict[Tuple[Any, ...], MonoRectifier] = {}
+        self._stereo: Dict[Tuple[Any, ...], StereoRectifier] = {}
+
+    def mono(self, info: Any, what: str = "") -> MonoRectifier:
+        key = calibration_key(info)
+        if key not in self._mono:
+            self._mono = {key: MonoRectifier(info, what)}  # keep only the newest calibration
+        return self._mono[key]
+
+    def stereo(self, left: Any, right: Any, what: str = "") -> StereoRectifier:
+        """Rectification of both views (mode "auto", no crop: the output keeps the raw size)."""
+        key = calibration_key(left) + calibration_key(right)
+        if key not in self._stereo:
+            self._stereo = {key: StereoRectifier(left, right, "auto", crop=False, what=what)}
+        return self._stereo[key]

@@ -25,6 +25,7 @@ from rclpy.parameter import Parameter
 from fg_depth_core.camera_msgs import stamp_ns
 from fg_depth_core.deploy.estimator import InputError
 from fg_depth_core.errors import FgDepthError
+from fg_depth_core.rectify import RectifierCache
 from fg_depth_ros import diagnostics
 from fg_depth_ros.conversions import ConversionError
 from fg_depth_ros.inputs import Frame, MonoInput, StereoInput
@@ -76,6 +77,7 @@ class DepthNode(Node):
         self.limits = depth_range(s, info.min_depth, info.max_depth)
         self.stereo = s.mode == "stereo"
         self.stats = diagnostics.FrameStats()
+        self.rectifiers = RectifierCache()  # raw cameras: maps once per calibration (worker thread only)
         self.problems = ProblemLog(self.get_logger().name)
         if s.scale_source == "stereo":
             self.scale = StereoScale.from_params(s.scale, self.limits[0], self._on_scale_error)
@@ -108,9 +110,9 @@ class DepthNode(Node):
         s = self.settings  # one consistent set of values while parameters may change
         topics = self.input.topics
         if self.stereo:
-            camera = decode_stereo(*frame.images, *frame.infos, topics)
+            camera = decode_stereo(*frame.images, *frame.infos, s.rectified, topics, self.rectifiers)
         else:
-            camera = decode_mono(frame.images[0], frame.infos[0], s.rectified, topics)
+            camera = decode_mono(frame.images[0], frame.infos[0], s.rectified, topics, self.rectifiers)
         # Read once: the scale worker may update it while this frame goes out.
         scale = self.scale.value if self.scale is not None else 1.0
         result = estimate_depth(

@@ -136,8 +136,9 @@ class NodeParams:
     )
     rectified: bool = param(
         True,
-        "mono: the image is rectified, intrinsics come from camera_info P; false: from K (distortion is not "
-        "removed). Stereo always uses P",
+        "the images are rectified (image_rect): intrinsics from camera_info P; false: raw images, "
+        "undistorted (stereo: also rectified) from camera_info D, K, R and P (plumb_bob, "
+        "rational_polynomial, equidistant), the outputs describing the undistorted image",
     )
     output_resolution: str = param(
         "input",

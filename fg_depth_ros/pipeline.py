@@ -18,6 +18,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from fg_depth_core.camera import Intrinsics
 from fg_depth_core.deploy.estimator import DepthEstimator, postprocess
 from fg_depth_core.errors import FgDepthError
+from fg_depth_core.rectify import RectifierCache
 from fg_depth_ros.conversions import camera_info_to_intrinsics, image_to_rgb, stereo_rig_from_infos
 from fg_depth_ros.node_params import OUT_OF_RANGE, NodeParamError, NodeParams
 
@@ -97,29 +98,51 @@ def check_size(intr: Intrinsics, rgb: np.ndarray, info_topic: str, image_topic: 
         )
 
 
-def decode_mono(image: Image, info: CameraInfo, rectified: bool, topics: Mapping[str, str]) -> CameraFrame:
-    """The camera frame of a mono image and its camera_info (``topics``: input name -> resolved topic)."""
+def decode_mono(
+    image: Image,
+    info: CameraInfo,
+    rectified: bool,
+    topics: Mapping[str, str],
+    rectifiers: RectifierCache,
+) -> CameraFrame:
+    """The camera frame of a mono image and its camera_info (``topics``: input name -> resolved topic).
+    ``rectified`` False: a raw image, undistorted from camera_info into the image P describes (maps from
+    ``rectifiers``, computed once per calibration)."""
     rgb = image_to_rgb(image, topics["image"])
-    intr = camera_info_to_intrinsics(info, rectified, topics["camera_info"])
-    check_size(intr, rgb, topics["camera_info"], topics["image"])
-    return CameraFrame(rgb, intr)
+    if rectified:
+        intr = camera_info_to_intrinsics(info, True, topics["camera_info"])
+        check_size(intr, rgb, topics["camera_info"], topics["image"])
+        return CameraFrame(rgb, intr)
+    rectifier = rectifiers.mono(info, topics["camera_info"])
+    return CameraFrame(rectifier(rgb, topics["image"]), rectifier.intrinsics)
 
 
 def decode_stereo(
-    left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo, topics: Mapping[str, str]
+    left: Image,
+    right: Image,
+    left_info: CameraInfo,
+    right_info: CameraInfo,
+    rectified: bool,
+    topics: Mapping[str, str],
+    rectifiers: RectifierCache,
 ) -> CameraFrame:
-    """The camera frame of a rectified stereo pair: both images, the left intrinsics and the baseline."""
+    """The camera frame of a stereo pair: both images, the left intrinsics and the baseline. ``rectified``
+    False: raw images, rectified with both camera infos' D, K, R and P (maps cached in ``rectifiers``)."""
     left_rgb = image_to_rgb(left, topics["left/image_rect"])
     right_rgb = image_to_rgb(right, topics["right/image_rect"])
     if left_rgb.shape != right_rgb.shape:
         raise BadInput(
             f"{topics['left/image_rect']}, {topics['right/image_rect']}: the views differ in size "
             f"({left_rgb.shape[1]}x{left_rgb.shape[0]} and {right_rgb.shape[1]}x{right_rgb.shape[0]}); a "
-            "rectified pair has one size"
+            "stereo pair has one size"
         )
-    rig = stereo_rig_from_infos(
-        left_info, right_info, f"{topics['left/camera_info']}, {topics['right/camera_info']}"
-    )
+    infos = f"{topics['left/camera_info']}, {topics['right/camera_info']}"
+    if rectified:
+        rig = stereo_rig_from_infos(left_info, right_info, infos)
+    else:
+        rectifier = rectifiers.stereo(left_info, right_info, infos)
+        left_rgb, right_rgb = rectifier(left_rgb, right_rgb, infos)
+        rig = rectifier.rig
     check_size(rig.intrinsics, left_rgb, topics["left/camera_info"], topics["left/image_rect"])
     return CameraFrame(left_rgb, rig.intrinsics, right_rgb, rig.baseline)
 

@@ -51,14 +51,15 @@ TOPICS: Tuple[Topic, ...] = (
     ),
     Topic(
         "camera_info", CameraInfo, "in", ("mono",), "camera",
-        "the image's calibration: intrinsics from P (rectified: true) or K (rectified: false)",
+        "the image's calibration: intrinsics from P; with rectified: false also D, K and R to undistort",
     ),
     Topic(
         "left/image_rect", Image, "in", ("stereo",), "camera",
-        "rectified left image (the depth is the left view's); encodings as for image",
+        "left image (the depth is the left view's), rectified or, with rectified: false, raw; encodings as "
+        "for image",
     ),
-    Topic("right/image_rect", Image, "in", ("stereo",), "camera", "rectified right image, same size"),
-    Topic("left/camera_info", CameraInfo, "in", ("stereo",), "camera", "left calibration (P)"),
+    Topic("right/image_rect", Image, "in", ("stereo",), "camera", "right image, same size and kind"),
+    Topic("left/camera_info", CameraInfo, "in", ("stereo",), "camera", "left calibration (P; raw: D, K, R)"),
     Topic(
         "right/camera_info", CameraInfo, "in", ("stereo",), "camera",
         "right calibration; the baseline comes from its P (Tx = -fx * B)",
