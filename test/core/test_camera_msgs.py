@@ -158,3 +158,23 @@ def test_valid_crop_finds_an_all_valid_rectangle():
     assert inside.tolist() == [False, True, True, False]
     with pytest.raises(ConversionError, match="no valid pixel"):
         valid_crop(np.zeros((3, 3), bool))
+
+
+def test_the_rectifier_cache_keeps_the_maps_until_the_calibration_changes():
+    from fg_depth_core.rectify import MonoRectifier, RectifierCache
+
+    cache = RectifierCache()
+    d = [-0.2, 0.05, 0.0, 0.0, 0.0]
+    raw = _info("plumb_bob", d, K, np.eye(3), P_LEFT)
+    first = cache.mono(raw, "/cam/camera_info")
+    assert first.enabled and cache.mono(_info("plumb_bob", d, K, np.eye(3), P_LEFT)) is first
+    changed = cache.mono(_info("plumb_bob", [-0.1, 0.05, 0.0, 0.0, 0.0], K, np.eye(3), P_LEFT))
+    assert changed is not first and cache.mono(raw) is not first  # only the newest calibration is kept
+    # An already rectified camera passes images through, with the intrinsics of P.
+    rectified = MonoRectifier(_info("plumb_bob", [0.0] * 5, K, np.eye(3), P_LEFT))
+    image = np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3)
+    assert not rectified.enabled and rectified(image) is image and rectified.intrinsics.fx == 50.0
+    with pytest.raises(ConversionError, match=r"/cam: image is 32x48 but its camera_info says 64x48"):
+        first(image[:, :32], "/cam")
+    # P all zero (a camera calibrated without a rectified projection): undistorted to K.
+    assert MonoRectifier(_info("plumb_bob", d, K, np.eye(3), np.zeros((3, 4)))).intrinsics.cx == 31.5
