@@ -4,7 +4,8 @@ The functions read messages by field name only (``msg.encoding``, ``msg.data``, 
 so rclpy messages (the node) and messages deserialised by the ``rosbags`` library (training from a bag)
 go through the same code. Nothing here imports rclpy or a message package.
 
-- RGB images come back as (H,W,3) uint8; grey images are replicated into three channels.
+- RGB images come back as (H,W,3) uint8; grey images are replicated into three channels; 16-bit images keep
+  their top byte; 4:2:2 YUV is converted with OpenCV's BT.601 (limited-range) rule.
 - A bad message raises :class:`ConversionError` whose text starts with ``what`` (e.g. the topic name) and
   names the field and the problem.
 """
@@ -80,30 +81,77 @@ BAYER_ENCODINGS: Dict[str, str] = {
     "bayer_gbrg8": "COLOR_BayerGR2RGB",
     "bayer_grbg8": "COLOR_BayerGB2RGB",
 }
-#: 16-bit grey; reduced to 8 bits by its top byte.
+#: 16-bit grey.
 MONO16 = "mono16"
+#: 16-bit-per-channel encodings image_to_rgb reads (either byte order, ``is_bigendian``): channels per pixel
+#: and the index of R, G, B in each pixel. Reduced to 8 bits by :func:`top_byte`.
+WIDE_ENCODINGS: Dict[str, Tuple[int, Tuple[int, int, int]]] = {
+    MONO16: (1, (0, 0, 0)),
+    "rgb16": (3, (0, 1, 2)),
+    "bgr16": (3, (2, 1, 0)),
+    "rgba16": (4, (0, 1, 2)),
+    "bgra16": (4, (2, 1, 0)),
+}
+#: Packed 4:2:2 YUV (2 bytes a pixel; each pair of pixels shares one U and one V) with the OpenCV conversion
+#: to RGB. ``yuv422`` is UYVY byte order (U Y0 V Y1) and ``yuv422_yuy2`` YUYV (Y0 U Y1 V), the order V4L2
+#: USB cameras deliver and usb_cam / v4l2_camera publish; newer sensor_msgs name them ``uyvy`` and ``yuyv``.
+#: OpenCV decodes both with ITU-R BT.601 limited-range coefficients (Y 16..235 and U, V 16..240 span the
+#: full 0..255 RGB), the matrix UVC cameras declare by default (SMPTE 170M). A camera sending full-range
+#: YUV comes out with slightly raised contrast (levels below 16 / above 235 clip).
+YUV422_ENCODINGS: Dict[str, str] = {
+    "yuv422": "COLOR_YUV2RGB_UYVY",
+    "uyvy": "COLOR_YUV2RGB_UYVY",
+    "yuv422_yuy2": "COLOR_YUV2RGB_YUY2",
+    "yuyv": "COLOR_YUV2RGB_YUY2",
+}
 #: Every encoding image_to_rgb reads.
-READ_ENCODINGS = tuple(RGB_ENCODINGS) + (MONO16,) + tuple(BAYER_ENCODINGS)
+READ_ENCODINGS = (*RGB_ENCODINGS, *WIDE_ENCODINGS, *YUV422_ENCODINGS, *BAYER_ENCODINGS)
+
+
+def top_byte(values: np.ndarray) -> np.ndarray:
+    """uint8 of 16-bit ``values``: their high byte, floor(v / 256), so 0..65535 maps onto 0..255.
+
+    Rather than round(v * 255 / 65535): the high byte gives back exactly the 8-bit value k of both ways
+    drivers widen 8 bits to 16 (k << 8 and k * 257), and the top 8 bits of a 10/12-bit sensor whose driver
+    left-aligns its samples; the two rules never differ by more than one level. Samples right-aligned in
+    the container (a 12-bit camera publishing 0..4095 as mono16) come out dark (0..15): the 16-bit
+    encodings declare the full 16-bit range, so this is not guessed per frame (a dark frame would be
+    mistaken for a 12-bit one, and brightness would jump between frames).
+    """
+    return (values >> 8).astype(np.uint8)
 
 
 def image_to_rgb(msg: Any, what: str = "") -> np.ndarray:
     """(H,W,3) uint8 RGB pixels of an Image ``msg`` in one of READ_ENCODINGS (any step/row padding).
 
     rgb8 and rgba8 come back as views of msg.data (no copy; copy before writing into them), the others as
-    new arrays (channel order, grey replication or demosaicing needs one). mono16 keeps its top 8 bits.
+    new arrays (channel order, grey replication, 16 -> 8 bits, YUV or demosaicing needs one). 16-bit
+    encodings keep their top 8 bits (:func:`top_byte`); 4:2:2 YUV is converted as YUV422_ENCODINGS says.
     ``what`` prefixes error messages (the topic). Raises ConversionError for an unsupported encoding, a zero
-    size, a step shorter than a row or data shorter than step * height.
+    size, an odd width in 4:2:2 YUV, a step shorter than a row or data shorter than step * height.
     """
     encoding = str(msg.encoding).lower()
-    if encoding == MONO16:
+    height, width = int(msg.height), int(msg.width)
+    if encoding in WIDE_ENCODINGS:
+        channels, order = WIDE_ENCODINGS[encoding]
         dtype = np.dtype(">u2" if msg.is_bigendian else "<u2")
-        rows = image_rows(msg, 1, 2, what)
-        grey = np.ascontiguousarray(rows).view(dtype).reshape(int(msg.height), int(msg.width))
-        return np.repeat((grey >> 8).astype(np.uint8)[:, :, None], 3, axis=2)
+        rows = image_rows(msg, channels, 2, what)
+        values = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
+        return np.ascontiguousarray(top_byte(values)[:, :, list(order)])
+    if encoding in YUV422_ENCODINGS:
+        import cv2
+
+        if width % 2:
+            raise ConversionError(
+                f"{what_prefix(what)}{msg.encoding} image is {width} pixels wide: 4:2:2 YUV shares one U and "
+                "one V between two pixels, so the width must be even"
+            )
+        packed = image_rows(msg, 2, 1, what).reshape(height, width, 2)
+        return cv2.cvtColor(np.ascontiguousarray(packed), getattr(cv2, YUV422_ENCODINGS[encoding]))
     if encoding in BAYER_ENCODINGS:
         import cv2
 
-        raw = image_rows(msg, 1, 1, what).reshape(int(msg.height), int(msg.width))
+        raw = image_rows(msg, 1, 1, what).reshape(height, width)
         return cv2.cvtColor(np.ascontiguousarray(raw), getattr(cv2, BAYER_ENCODINGS[encoding]))
     if encoding not in RGB_ENCODINGS:
         raise ConversionError(
@@ -112,7 +160,7 @@ def image_to_rgb(msg: Any, what: str = "") -> np.ndarray:
         )
     channels, order = RGB_ENCODINGS[encoding]
     rows = image_rows(msg, channels, 1, what)
-    pixels = rows.reshape(int(msg.height), int(msg.width), channels)
+    pixels = rows.reshape(height, width, channels)
     if encoding == "mono8":
         return np.repeat(pixels, 3, axis=2)
     if order == (0, 1, 2):
@@ -125,8 +173,8 @@ def compressed_to_rgb(msg: Any, what: str = "") -> np.ndarray:
     """(H,W,3) uint8 RGB pixels of a CompressedImage ``msg`` (JPEG or PNG, as image_transport's compressed
     plugin writes them: ``format`` like "jpeg", "png" or "bgr8; jpeg compressed bgr8").
 
-    16-bit PNGs keep their top 8 bits. Raises ConversionError for compressedDepth or other formats, or
-    data that does not decode.
+    16-bit PNGs keep their top 8 bits (:func:`top_byte`, as raw 16-bit images). Raises ConversionError for
+    compressedDepth or other formats, or data that does not decode.
     """
     import cv2
 
@@ -148,7 +196,7 @@ def compressed_to_rgb(msg: Any, what: str = "") -> np.ndarray:
             "decode as JPEG or PNG"
         )
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        image = top_byte(image)
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
     code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB

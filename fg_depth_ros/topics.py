@@ -47,7 +47,8 @@ class Topic:
 TOPICS: Tuple[Topic, ...] = (
     Topic(
         "image", Image, "in", ("mono",), "camera",
-        f"camera image: {', '.join(READ_ENCODINGS)}, any row step; each pairs with the newest camera_info",
+        f"camera image: {', '.join(READ_ENCODINGS)} (16-bit: top byte; 4:2:2 YUV: BT.601 limited range), "
+        "any row step; each pairs with the newest camera_info",
     ),
     Topic(
         "camera_info", CameraInfo, "in", ("mono",), "camera",

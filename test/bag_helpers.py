@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
+from encoding_helpers import YUV422_ORDER, rgb_to_yuv422
 
 from fg_depth_core.config import SynthConfig
 from fg_depth_core.data.render import StereoFrame
@@ -68,7 +69,7 @@ class BagSpec:
 
     storage: str = "sqlite3"  # or "mcap"
     compressed: Optional[str] = None  # None (sensor_msgs/Image), "png" or "jpeg"
-    encoding: str = "rgb8"  # Image encoding: rgb8, bgr8 or mono8
+    encoding: str = "rgb8"  # Image encoding: rgb8, bgr8, mono8 or a 4:2:2 YUV one (yuv422_yuy2, ...)
     distort: bool = True
     frames: int = 3
     #: Right stamp offset (ns) per frame; a list longer than frames is cut.
@@ -138,22 +139,24 @@ def _image_msg(T, header, rgb: np.ndarray, spec: BagSpec):
         return T["sensor_msgs/msg/CompressedImage"](
             header=header, format=f"bgr8; {spec.compressed} compressed bgr8", data=buf.reshape(-1)
         )
-    if spec.encoding == "mono8":
+    if spec.encoding in YUV422_ORDER:
+        pixels = rgb_to_yuv422(rgb, spec.encoding)  # two bytes a pixel
+    elif spec.encoding == "mono8":
         pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     elif spec.encoding == "bgr8":
-        pixels = np.ascontiguousarray(rgb[:, :, ::-1])
+        pixels = rgb[:, :, ::-1]
     else:
         pixels = rgb
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    h, w = pixels.shape[:2]
+    h, w = rgb.shape[:2]
+    rows = np.ascontiguousarray(pixels).reshape(h, -1)
     return T["sensor_msgs/msg/Image"](
         header=header,
         height=h,
         width=w,
         encoding=spec.encoding,
         is_bigendian=0,
-        step=w * channels,
-        data=np.ascontiguousarray(pixels).reshape(-1),
+        step=rows.shape[1],
+        data=rows.reshape(-1),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from encoding_helpers import pack_rgb16, pack_yuv422, rgb_to_yuv422, smooth_rgb, yuv_to_rgb
 from rosbags.typesys import Stores, get_typestore
 
 from fg_depth_core.camera_msgs import ConversionError, compressed_to_rgb, image_to_rgb
@@ -178,3 +179,95 @@ def test_the_rectifier_cache_keeps_the_maps_until_the_calibration_changes():
         first(image[:, :32], "/cam")
     # P all zero (a camera calibrated without a rectified projection): undistorted to K.
     assert MonoRectifier(_info("plumb_bob", d, K, np.eye(3), np.zeros((3, 4)))).intrinsics.cx == 31.5
+
+
+# ------------------------------------------------------------------------------ 16-bit and 4:2:2 encodings
+
+
+def _packed_image(rows: np.ndarray, width: int, encoding: str, bigendian: int = 0, pad: int = 0):
+    """An Image of ``rows`` (H, row bytes) uint8 plus ``pad`` junk bytes per row, ``width`` pixels wide."""
+    data = np.concatenate([rows, np.full((rows.shape[0], pad), 0xCD, np.uint8)], axis=1)
+    return T["sensor_msgs/msg/Image"](
+        header=_header(), height=rows.shape[0], width=width, encoding=encoding, is_bigendian=bigendian,
+        step=data.shape[1], data=data.reshape(-1),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("pad", [0, 6])
+@pytest.mark.parametrize("encoding", ["yuv422", "uyvy", "yuv422_yuy2", "yuyv"])
+def test_yuv422_decodes_as_bt601_limited_range_in_its_byte_order(encoding, pad):
+    # Legal BT.601 samples (Y 16..235, U and V 16..240), one U and V per pixel pair: the expected RGB comes
+    # from the standard's own constants, not from OpenCV.
+    h, w = 6, 10
+    y = RNG.integers(16, 236, (h, w)).astype(np.uint8)
+    u, v = (RNG.integers(16, 241, (h, w // 2)).astype(np.uint8) for _ in range(2))
+    rgb = image_to_rgb(_packed_image(pack_yuv422(y, u, v, encoding), w, encoding, pad=pad))
+    expected = yuv_to_rgb(np.stack([y, np.repeat(u, 2, axis=1), np.repeat(v, 2, axis=1)], axis=-1))
+    assert rgb.shape == (h, w, 3) and rgb.dtype == np.uint8
+    assert np.abs(rgb - expected).max() <= 1.0  # OpenCV's fixed-point arithmetic rounds
+
+
+@pytest.mark.parametrize("encoding", ["yuv422", "yuv422_yuy2"])
+def test_an_rgb_image_encoded_as_yuv422_comes_back_within_the_chroma_subsampling(encoding):
+    rgb = smooth_rgb(32, 64)
+    out = image_to_rgb(_packed_image(rgb_to_yuv422(rgb, encoding), 64, encoding))
+    # Each pixel pair shares the mean of its chroma and neighbours differ by at most 4 levels here.
+    error = np.abs(out.astype(int) - rgb)
+    assert error.max() <= 3 and error.mean() < 1.5, (error.max(), error.mean())
+
+
+def test_yuv422_with_an_odd_width_or_a_wrong_step_or_short_data_is_refused():
+    rows = rgb_to_yuv422(smooth_rgb(4, 8), "yuv422_yuy2")
+    odd = _packed_image(rows[:, :14], 7, "yuv422_yuy2")
+    short_step = _packed_image(rows, 8, "yuv422_yuy2")
+    short_step.step = 15
+    short_data = _packed_image(rows[:3], 8, "yuv422")
+    short_data.height = 4
+    for msg, pattern in (
+        (odd, r"^/usb: yuv422_yuy2 image is 7 pixels wide: 4:2:2 YUV .* the width must be even"),
+        (short_step, r"^/usb: step is 15 bytes but a yuv422_yuy2 row of 8 pixels needs 16 \(width \* 2\)"),
+        (short_data, r"^/usb: data holds 48 bytes, fewer than step \* height = 16 \* 4 = 64"),
+    ):
+        with pytest.raises(ConversionError, match=pattern):
+            image_to_rgb(msg, "/usb")
+
+
+@pytest.mark.parametrize("pad", [0, 2])
+@pytest.mark.parametrize("bigendian", [0, 1])
+@pytest.mark.parametrize("encoding", ["rgb16", "bgr16", "rgba16", "bgra16", "mono16"])
+def test_16_bit_images_keep_their_top_byte_in_the_declared_byte_order(encoding, bigendian, pad):
+    rgb16 = RNG.integers(0, 65536, (5, 7, 3), dtype=np.uint16)
+    # Three rows of exact cases: 8-bit k widened as k << 8 and as k * 257, and a 12-bit sample p stored
+    # left-aligned (p << 4): each must come back as its 8-bit value.
+    k = RNG.integers(0, 256, (7, 3)).astype(np.uint16)
+    p12 = RNG.integers(0, 4096, (7, 3)).astype(np.uint16)
+    rgb16[0], rgb16[1], rgb16[2] = k << 8, k * 257, p12 << 4
+    values = rgb16[..., 0] if encoding == "mono16" else rgb16
+    msg = _packed_image(pack_rgb16(values, encoding, bool(bigendian)), 7, encoding, bigendian, pad)
+    rgb = image_to_rgb(msg)
+    expected = (rgb16 // 256).astype(np.uint8)
+    if encoding == "mono16":
+        expected = np.repeat(expected[..., :1], 3, axis=2)
+    assert rgb.shape == (5, 7, 3) and rgb.dtype == np.uint8 and rgb.flags.c_contiguous
+    np.testing.assert_array_equal(rgb, expected)
+    channel = slice(0, 1) if encoding == "mono16" else slice(None)
+    np.testing.assert_array_equal(rgb[0, :, channel], k[:, channel])
+    np.testing.assert_array_equal(rgb[1, :, channel], k[:, channel])
+    np.testing.assert_array_equal(rgb[2, :, channel], (p12 >> 4)[:, channel])
+    # Read in the other byte order, the same bytes are other numbers: the flag is obeyed.
+    msg.is_bigendian = 1 - bigendian
+    assert not np.array_equal(image_to_rgb(msg), expected)
+
+
+def test_16_bit_images_with_an_8_bit_step_or_short_data_are_refused():
+    rows = pack_rgb16(RNG.integers(0, 65536, (5, 7, 3), dtype=np.uint16), "rgb16", False)
+    eight_bit_step = _packed_image(rows, 7, "rgb16")
+    eight_bit_step.step = 21  # as if rgb8
+    short = _packed_image(rows[:4], 7, "bgr16")
+    short.height = 5
+    for msg, pattern in (
+        (eight_bit_step, r"^/cam: step is 21 bytes but a rgb16 row of 7 pixels needs 42 \(width \* 6\)"),
+        (short, r"^/cam: data holds 168 bytes, fewer than step \* height = 42 \* 5 = 210"),
+    ):
+        with pytest.raises(ConversionError, match=pattern):
+            image_to_rgb(msg, "/cam")

@@ -133,9 +133,10 @@ def test_rgb8_decoding_is_a_view_of_the_message_data():
     "change, pattern",
     [
         (
-            {"encoding": "yuv422"},
-            r"/cam/image: unsupported image encoding 'yuv422'; supported: rgb8, bgr8, "
-            r"rgba8, bgra8, mono8",
+            {"encoding": "nv21"},
+            r"/cam/image: unsupported image encoding 'nv21'; supported: rgb8, bgr8, "
+            r"rgba8, bgra8, mono8, mono16, rgb16, bgr16, rgba16, bgra16, yuv422, uyvy, yuv422_yuy2, yuyv, "
+            r"bayer_rggb8",
         ),
         ({"encoding": "16UC1"}, r"unsupported image encoding '16UC1'"),
         ({"width": 0}, r"/cam/image: image size is 0x5: width and height must be > 0"),

@@ -6,6 +6,7 @@ parameter checks, statistics, the newest-only worker)."""
 
 from __future__ import annotations
 
+import array
 import math
 import os
 import subprocess
@@ -28,6 +29,7 @@ from depth_node_helpers import (
     stamp_of,
     write_linear_model,
 )
+from encoding_helpers import rgb_to_yuv422, smooth_rgb
 from rclpy.parameter import Parameter
 
 from fg_depth_core.camera import Intrinsics
@@ -298,6 +300,35 @@ def test_depths_outside_the_range_follow_out_of_range_in_the_depth_and_the_cloud
         xyz = pointcloud_to_xyz(harness.got["points"][0])
         assert len(xyz) == (depth.size if out_of_range == "clamp" else int(inside.sum()))
         np.testing.assert_array_equal(np.sort(xyz[:, 2]), np.sort(depth[np.isfinite(depth)]))
+    finally:
+        harness.close()
+
+
+def test_a_yuyv_usb_camera_gives_the_depth_of_the_same_image_in_rgb8(context, linear_model):
+    harness = Harness(context, {"model": str(linear_model)})
+    try:
+        intr = Intrinsics(40.0, 40.0, 31.5, 15.5, NET_W, NET_H)
+        rgb = smooth_rgb(NET_H, NET_W)  # red spans 0..255: the depth spans the model's range
+        rgb8, info = camera_messages(rgb, intr, 7_000_000_000)
+        yuyv, _ = camera_messages(rgb, intr, 8_000_000_000)
+        yuyv.encoding, yuyv.step = "yuv422_yuy2", 2 * NET_W
+        yuyv.data = array.array("B", rgb_to_yuv422(rgb, "yuv422_yuy2").tobytes())  # the test's own BT.601
+        harness.publish(camera_info=info)
+        harness.spin_for(0.1)
+        harness.publish(image=rgb8)
+        harness.wait_outputs("depth", 1)
+        harness.publish(image=yuyv)
+        harness.wait_outputs("depth", 2)
+        assert [stamp_of(m) for m in harness.got["depth"]] == [7_000_000_000, 8_000_000_000]
+        from_rgb8, from_yuyv = _depth(harness, 0), _depth(harness, 1)
+        np.testing.assert_array_equal(
+            from_rgb8, expected_network_depth(rgb, intr.fx, train_focal=TRAIN_FOCAL)
+        )
+        # Depth = (2 + 8 R/255) * fx / f_train: allow 3 levels of red (4:2:2 chroma, rounding), 0.075 m here.
+        red_levels = np.abs(from_yuyv - from_rgb8) / (8.0 / 255.0 * intr.fx / TRAIN_FOCAL)
+        assert red_levels.max() <= 3.0 + 1e-4  # float32 depth
+        assert from_rgb8.max() - from_rgb8.min() > 5.0  # a swapped channel would show
+        assert harness.node.rejected == 0 and harness.node.errors == 0
     finally:
         harness.close()
 

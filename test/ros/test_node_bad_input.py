@@ -1,6 +1,7 @@
 """Bad input never kills depth_node: each bad message gives a throttled warning naming the topic and the
 problem, the frame is dropped, and the next good frame is answered. Real rclpy; the node runs in a namespace
-so that the warnings must name the resolved topics."""
+so that the warnings must name the resolved topics. A stereo node with no input says nothing about
+synchronisation."""
 
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def _good_mono(harness: Harness) -> None:
 def _bad_image(kind: str) -> Image:
     image, _ = camera_messages(random_rgb(NET_H, NET_W), INTR, _next_stamp())
     if kind == "encoding":
-        image.encoding = "yuv422"
+        image.encoding = "nv21"
     elif kind == "depth_encoding":
         image.encoding = "16UC1"
     elif kind == "short_data":
@@ -90,15 +91,21 @@ def _bad_image(kind: str) -> Image:
         image.data = array.array("B")
     elif kind == "short_step":
         image.step = NET_W * 3 - 1
+    elif kind == "wide_step":
+        image.encoding = "rgb16"  # rgb8 rows, half what 16 bits a channel needs
+    elif kind == "odd_yuyv":
+        image.encoding, image.width = "yuv422_yuy2", NET_W - 1
     return image
 
 
 MONO_IMAGE_CASES = [
-    ("encoding", "unsupported image encoding 'yuv422'"),
+    ("encoding", "unsupported image encoding 'nv21'"),
     ("depth_encoding", "unsupported image encoding '16UC1'"),
     ("short_data", "fewer than step * height"),
     ("zero_size", "image size is 0x0"),
     ("short_step", "step is 191 bytes but a rgb8 row of 64 pixels needs 192"),
+    ("wide_step", "step is 192 bytes but a rgb16 row of 64 pixels needs 384"),
+    ("odd_yuyv", "yuv422_yuy2 image is 63 pixels wide: 4:2:2 YUV shares one U and one V between two pixels"),
 ]
 
 
@@ -248,11 +255,11 @@ def test_a_bad_right_image_names_the_right_topic(stereo):
     rejected = stereo.node.rejected
     frame = _stereo_frame(_next_stamp())
     bad = copy.deepcopy(frame["right__image_rect"])
-    bad.encoding = "bgr16"
+    bad.encoding = "nv24"
     frame["right__image_rect"] = bad
     stereo.publish(**frame)
     stereo.spin_until(lambda: stereo.node.rejected == rejected + 1, what="the rejection")
-    assert stereo.node.last_problem.startswith("/robot/right/image_rect: unsupported image encoding 'bgr16'")
+    assert stereo.node.last_problem.startswith("/robot/right/image_rect: unsupported image encoding 'nv24'")
     _good_stereo(stereo)
 
 
@@ -277,3 +284,29 @@ def test_stereo_that_never_synchronises_is_warned_about_and_recovers(stereo):
     _good_stereo(stereo)
     values = status_values(stereo.got["/diagnostics"][-1], f"{NS}/depth_node: depth")
     assert values["mode"] == "stereo" and int(values["frames_published"]) >= published
+
+
+def test_a_stereo_node_without_input_does_not_warn_about_synchronisation(context, model, capfd):
+    params = {"model": str(model), "mode": "stereo", "sync.warn_after": 0.3, "diagnostics.period": 0.1}
+    inputs = ("left/image_rect", "right/image_rect", "left/camera_info", "right/camera_info")
+    harness = Harness(context, params, inputs=inputs, namespace="/idle")
+    try:
+        capfd.readouterr()
+        harness.spin_for(1.5)  # five times sync.warn_after, no message published
+        err = capfd.readouterr().err
+        statuses = [m.status[0] for m in harness.got["/diagnostics"]]
+        assert len(statuses) >= 5  # the watchdog was asked at every report
+        assert "have not synchronised" not in err and "synchronis" not in harness.node.last_problem
+        assert not any("synchronis" in s.message for s in statuses)
+        # What it does say: no input on the four topics (a WARN, but not about synchronisation).
+        assert statuses[-1].level == WARN
+        assert statuses[-1].message.startswith("no input on /idle/left/image_rect")
+        # The same capture does see the warning once one input arrives and nothing synchronises.
+        for _ in range(8):
+            left, _ = camera_messages(random_rgb(NET_H, NET_W), INTR, _next_stamp())
+            harness.publish(left__image_rect=left)
+            harness.spin_for(0.1)
+        harness.spin_until(lambda: "have not synchronised" in harness.node.last_problem, what="the warning")
+        assert "stereo inputs have not synchronised" in capfd.readouterr().err
+    finally:
+        harness.close()

@@ -1,5 +1,6 @@
 """fg_depth_ros.sync: the approximate-time synchroniser as pure logic (exact matches, jitter, a missing
-message, out-of-order arrival, queue overflow, the slop boundary, the tightest set), then make_synchronizer
+message, out-of-order arrival, queue overflow, the slop boundary, the tightest set), the stereo inputs'
+watchdog (fg_depth_ros.inputs.SyncWatchdog) at given times, then make_synchronizer
 on real rclpy topics and its wiring of message_filters when that is importable."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
+from fg_depth_ros.inputs import SyncWatchdog
 from fg_depth_ros.sync import ApproximateTimeSync, make_synchronizer, stamp_ns
 
 MS = 1_000_000  # nanoseconds
@@ -159,6 +161,25 @@ def test_stamps_come_from_the_headers_and_the_set_is_returned():
     assert sync.add(0, left) is None
     assert sync.add(1, right) == (left, right)
     assert rec.sets == [(left, right)]
+
+
+def test_sync_watchdog_is_quiet_until_messages_arrive_and_stall():
+    # Times are exact binary fractions: the boundaries are compared as written.
+    dog = SyncWatchdog(4, warn_after=2.0)
+    assert dog.stalled(now=0.0) is None and dog.stalled(now=1e6) is None  # started, nothing arrived
+    dog.arrived(0, now=100.0)
+    dog.arrived(2, now=100.5)
+    dog.arrived(0, now=101.5)
+    assert dog.stalled(now=101.5) is None  # 1.5 s since the first unsynchronised message
+    assert dog.stalled(now=102.0) == (2.0, [2, 0, 1, 0])
+    assert dog.stalled(now=103.5) == (3.5, [2, 0, 1, 0])  # the newest 2.0 s ago: still arriving
+    assert dog.stalled(now=104.0) is None  # nothing for 2.5 s: the inputs stopped, not a sync problem
+    dog.arrived(1, now=105.0)
+    assert dog.stalled(now=105.0) == (5.0, [2, 1, 1, 0])  # counted from the first message since a set
+    dog.synchronised()
+    assert dog.stalled(now=105.0) is None and dog.stalled(now=500.0) is None
+    dog.arrived(3, now=600.0)
+    assert dog.stalled(now=601.5) is None and dog.stalled(now=602.0) == (2.0, [0, 0, 0, 1])
 
 
 def test_invalid_arguments_are_refused():
