@@ -1,7 +1,8 @@
 """Run by test/ros/test_node_torch_free.py in a fresh interpreter: depth_node serves frames from an ONNX
 model in mono and in stereo (with the online stereo scale, the cloud, disparity and the colour image all
 subscribed), then prints one JSON line saying whether torch was ever imported.
-``python torch_free_node.py MODEL WIDTH HEIGHT``."""
+``python torch_free_node.py MODEL WIDTH HEIGHT [tensorrt]``: with ``tensorrt`` MODEL is an engine run by the
+tensorrt backend on the stand-ins of TensorRT and libcudart (gpu_fakes.py), the driver reporting one GPU."""
 
 import json
 import sys
@@ -9,6 +10,7 @@ import sys
 import numpy as np
 import rclpy
 from depth_node_helpers import Harness, camera_messages, make_context, random_rgb
+from gpu_fakes import FakeCudart, FakeTensorRTRuntime
 
 from fg_depth_core.camera import Intrinsics
 
@@ -16,10 +18,10 @@ from fg_depth_core.camera import Intrinsics
 FRAMES, SHIFT = 3, 6
 
 
-def serve(model: str, width: int, height: int, stereo: bool) -> int:
+def serve(model: str, width: int, height: int, stereo: bool, backend: str, device: str) -> int:
     ctx = make_context()
     intr = Intrinsics(80.0, 80.0, (width - 1) / 2, (height - 1) / 2, width, height)
-    params = {"model": model, "backend": "onnxruntime", "device": "cpu"}
+    params = {"model": model, "backend": backend, "device": device}
     if stereo:
         params.update({"mode": "stereo", "scale_source": "stereo", "scale.min_valid_fraction": 1e-3})
         inputs = ("left/image_rect", "right/image_rect", "left/camera_info", "right/camera_info")
@@ -53,10 +55,30 @@ def serve(model: str, width: int, height: int, stereo: bool) -> int:
         rclpy.shutdown(context=ctx)
 
 
+def fake_tensorrt(engine: str) -> FakeTensorRTRuntime:
+    """Stand in for TensorRT and libcudart (and the driver's device count) for the engine ``engine``."""
+    from fg_depth_core.deploy import backends, cuda_runtime
+    from fg_depth_core.deploy.tensorrt_build import read_engine_info
+
+    info, _ = read_engine_info(engine)
+    cudart = FakeCudart()
+    fake = FakeTensorRTRuntime(cudart, info.height, info.width)
+    sys.modules["tensorrt"] = fake  # what `import tensorrt` finds
+    backends.cuda_device_count = lambda: 1
+    cuda_runtime.load_cudart = lambda: (cudart, "fake libcudart")
+    return fake
+
+
 def main() -> None:
     model, width, height = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    published = {mode: serve(model, width, height, mode == "stereo") for mode in ("mono", "stereo")}
-    print(json.dumps({"published": published, "torch": "torch" in sys.modules}))
+    tensorrt = sys.argv[4:] == ["tensorrt"]
+    backend, device = ("tensorrt", "cuda") if tensorrt else ("onnxruntime", "cpu")
+    fake = fake_tensorrt(model) if tensorrt else None
+    published = {
+        mode: serve(model, width, height, mode == "stereo", backend, device) for mode in ("mono", "stereo")
+    }
+    runs = len(fake.runs) if fake else None
+    print(json.dumps({"published": published, "torch": "torch" in sys.modules, "engine_runs": runs}))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,33 @@
 """TensorRT without TensorRT: the engine builder's logic (deploy/tensorrt_build.py: precision plans by
 TensorRT version, the engine's metadata file, the fp16 ONNX conversion, the build against a stand-in), the
-backend's (engine cache keys, I/O shape checks) and their errors when TensorRT is missing; the real engine
-build and run only where TensorRT and CUDA exist."""
+backend's (engine cache keys, I/O shape checks, and the whole engine run on stand-ins of TensorRT and
+libcudart from test/gpu_fakes.py: shapes, addresses, copies, float16 I/O, buffer reuse, device choice,
+freeing, CUDA errors) and their errors when TensorRT is missing; the real engine build and run only where
+TensorRT and CUDA exist."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.util
 import json
 import sys
+import threading
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from gpu_fakes import FakeCudart, FakeTensorRTRuntime, fake_depth
 from onnx import TensorProto
 
-from fg_depth_core.deploy import tensorrt_build
+from fg_depth_core.deploy import cuda_runtime, tensorrt_build
 from fg_depth_core.deploy.backends import BackendError, BackendUnavailableError
 from fg_depth_core.deploy.backends import tensorrt as trt_backend
 from fg_depth_core.deploy.backends.tensorrt import engine_batch_limit, engine_cache_key, timing_cache_name
+from fg_depth_core.deploy.cuda_probe import cuda_device_count
+from fg_depth_core.deploy.cuda_runtime import CudaError
 from fg_depth_core.deploy.export import export_onnx
 from fg_depth_core.deploy.model_info import ModelInfo, ModelInfoError
 from fg_depth_core.deploy.tensorrt_build import (
@@ -35,7 +42,8 @@ from fg_depth_core.deploy.tensorrt_build import (
 
 NET_W, NET_H = 128, 64
 INFO = ModelInfo(NET_W, NET_H, 0.1, 100.0, 74.2, 0.54)
-HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+# The backend asks the CUDA driver and runtime, not torch: a CPU build of torch beside a GPU still runs it.
+HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None and cuda_device_count() > 0
 
 
 @pytest.fixture(scope="module")
@@ -376,6 +384,11 @@ def test_engine_build_cache_and_run_match_onnxruntime(onnx_path, tmp_path):
     )[0]
     depth = backend.forward(x)
     assert np.abs(depth - reference).max() / reference.max() < 1e-2  # TF32 convolutions on recent GPUs
+    if torch.cuda.is_available():  # the torch-tensor path, on the backend's stream
+        on_gpu = backend.run_tensor(torch.from_numpy(x).to(f"cuda:{backend.device_index}"))
+        assert on_gpu.is_cuda and tuple(on_gpu.shape) == depth.shape
+        np.testing.assert_allclose(on_gpu.float().cpu().numpy(), depth, rtol=1e-5)
+    np.testing.assert_allclose(backend.forward(x[:1]), depth[:1], rtol=1e-3)  # a smaller batch: same buffers
     stamp = engines[0].stat().st_mtime_ns
     again = trt_backend.TensorRTBackend(onnx_path, "cuda", "fp32", cache_dir=tmp_path)  # cache hit: no build
     assert engines[0].stat().st_mtime_ns == stamp
@@ -383,3 +396,206 @@ def test_engine_build_cache_and_run_match_onnxruntime(onnx_path, tmp_path):
     half = trt_backend.TensorRTBackend(onnx_path, "cuda", "fp16", cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.engine"))) == 2 and half.precision == "fp16"
     assert np.abs(half.forward(x) - reference).max() / reference.max() < 2e-2
+    for each in (backend, again, half):
+        each.close()
+
+
+# ------------------------------------------------------------- the engine run against stand-ins (no GPU)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch, tmp_path):
+    """make(devices=1, io_type="FLOAT", batch=-1, max_batch=4) -> (engine path, FakeCudart,
+    FakeTensorRTRuntime): an engine file with its metadata, run by the stand-ins of TensorRT and libcudart
+    (test/gpu_fakes.py)."""
+
+    def make(devices=1, io_type="FLOAT", batch=-1, max_batch=4, count_status=0):
+        cudart = FakeCudart(devices, count_status)
+        fake_trt = FakeTensorRTRuntime(cudart, NET_H, NET_W, batch, max_batch, io_type)
+        monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: fake_trt)
+        monkeypatch.setattr(cuda_runtime, "load_cudart", lambda: (cudart, "fake libcudart"))
+        engine = tmp_path / "net.engine"
+        engine.write_bytes(FakeTensorRTRuntime.ENGINE_BYTES)
+        write_engine_info(
+            engine, INFO, "fp16" if io_type == "HALF" else "fp32", fake_trt.__version__, "ab" * 32
+        )
+        return engine, cudart, fake_trt
+
+    return make
+
+
+def _batch(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 3, NET_H, NET_W), dtype=np.float32)
+
+
+def test_forward_sets_the_shape_and_addresses_runs_on_its_stream_and_copies_the_depth_back(fake_gpu):
+    engine, cudart, fake_trt = fake_gpu()
+    backend = trt_backend.TensorRTBackend(engine, "cuda")
+    assert (backend.batch_limit, backend.precision, backend.info) == (4, "fp32", INFO)
+    x = _batch(2)
+    depth = backend.forward(x)
+    assert depth.dtype == np.float32 and depth.shape == (2, 1, NET_H, NET_W)
+    np.testing.assert_array_equal(depth, fake_depth(x))
+    assert fake_trt.input_shapes == [(2, 3, NET_H, NET_W)]
+    (run,) = fake_trt.runs
+    image_bytes, depth_bytes = 2 * 3 * NET_H * NET_W * 4, 2 * NET_H * NET_W * 4
+    assert sorted(cudart.called("cudaMalloc")) == sorted([("&", image_bytes), ("&", depth_bytes)])
+    assert cudart.device[run["addresses"]["image"]].nbytes == image_bytes
+    assert cudart.device[run["addresses"]["depth"]].nbytes == depth_bytes
+    # Its own non-blocking stream (not the legacy default stream), synchronised before returning; the copies
+    # went through page-locked memory.
+    assert run["stream"] in cudart.streams and cudart.stream_flags[run["stream"]] == 1
+    assert cudart.streams[run["stream"]] == []
+    assert cudart.copies == [("to device", True, image_bytes), ("to host", True, depth_bytes)]
+    # The result is the caller's: the next call reuses the buffers without touching it.
+    kept = depth.copy()
+    backend.forward(_batch(2, seed=1))
+    np.testing.assert_array_equal(depth, kept)
+
+
+def test_float16_engine_io_is_converted_on_the_host(fake_gpu):
+    engine, cudart, fake_trt = fake_gpu(io_type="HALF")
+    backend = trt_backend.TensorRTBackend(engine, "cuda")
+    assert backend.input_dtype == np.float16 and backend.output_dtype == np.float16
+    x = _batch(3)
+    depth = backend.forward(x)
+    assert depth.dtype == np.float32
+    expected = fake_depth(x.astype(np.float16)).astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(depth, expected)
+    assert not np.array_equal(depth, fake_depth(x))  # it did go through half precision
+    half_sizes = [3 * 3 * NET_H * NET_W * 2, 3 * NET_H * NET_W * 2]  # two bytes a value, in and out
+    assert [n for _, _, n in cudart.copies] == half_sizes
+    assert sorted(n for _, n in cudart.called("cudaMalloc")) == sorted(half_sizes)
+
+
+def test_buffers_are_reused_and_grow_with_the_batch(fake_gpu):
+    engine, cudart, fake_trt = fake_gpu()
+    backend = trt_backend.TensorRTBackend(engine, "cuda")
+
+    def allocations():
+        return len(cudart.called("cudaMalloc")), len(cudart.called("cudaMallocHost"))
+
+    for seed in range(2):
+        x = _batch(1, seed)
+        np.testing.assert_array_equal(backend.forward(x), fake_depth(x))
+    assert allocations() == (2, 2)
+    first = dict(fake_trt.runs[0]["addresses"])
+    assert fake_trt.runs[1]["addresses"] == first
+    x = _batch(3, 2)
+    np.testing.assert_array_equal(backend.forward(x), fake_depth(x))
+    assert allocations() == (4, 4)
+    assert sorted(a for (a,) in cudart.called("cudaFree")) == sorted(first.values())  # the old ones freed
+    assert cudart.held() == {"device": 2, "pinned": 2, "streams": 1}
+    grown = dict(fake_trt.runs[-1]["addresses"])
+    x = _batch(2, 3)  # smaller: the larger buffers serve it
+    np.testing.assert_array_equal(backend.forward(x), fake_depth(x))
+    assert allocations() == (4, 4) and fake_trt.runs[-1]["addresses"] == grown
+    assert fake_trt.input_shapes[-1] == (2, 3, NET_H, NET_W)
+    x = _batch(6, 4)  # above batch_limit 4: Backend.forward splits it into 4 + 2
+    np.testing.assert_array_equal(backend.forward(x), fake_depth(x))
+    assert fake_trt.input_shapes[-2:] == [(4, 3, NET_H, NET_W), (2, 3, NET_H, NET_W)]
+    assert allocations() == (6, 6) and cudart.held() == {"device": 2, "pinned": 2, "streams": 1}
+
+
+def test_close_frees_everything_and_a_closed_backend_refuses_to_run(fake_gpu):
+    engine, cudart, fake_trt = fake_gpu()
+    backend = trt_backend.TensorRTBackend(engine, "cuda")
+    backend.forward(_batch(1))
+    backend.close()
+    assert cudart.held() == {"device": 0, "pinned": 0, "streams": 0}
+    backend.close()  # twice is fine
+    with pytest.raises(BackendError, match="closed"):
+        backend.forward(_batch(1))
+    other = trt_backend.TensorRTBackend(engine, "cuda")
+    other.forward(_batch(2))
+    assert cudart.held() == {"device": 2, "pinned": 2, "streams": 1}
+    del other
+    gc.collect()
+    assert cudart.held() == {"device": 0, "pinned": 0, "streams": 0}
+
+
+def test_cuda_failures_name_the_call_and_leak_nothing(fake_gpu):
+    engine, cudart, fake_trt = fake_gpu()
+    backend = trt_backend.TensorRTBackend(engine, "cuda")
+    cudart.fail["cudaMallocHost"] = 2
+    with pytest.raises(
+        CudaError, match=r"cudaMallocHost\(\d+\) failed: out of memory \(cudaErrorMemoryAllocation"
+    ):
+        backend.forward(_batch(1))
+    assert cudart.held() == {"device": 0, "pinned": 0, "streams": 1}  # the device buffers made before: freed
+    cudart.fail["cudaStreamSynchronize"] = 700
+    with pytest.raises(CudaError, match="cudaStreamSynchronize failed: an illegal memory access"):
+        backend.forward(_batch(1))
+    x = _batch(1, 5)  # the failures were passing: the backend works on
+    np.testing.assert_array_equal(backend.forward(x), fake_depth(x))
+
+
+def test_the_device_is_chosen_and_made_current_on_the_thread_that_runs(fake_gpu):
+    engine, cudart, fake_trt = fake_gpu(devices=2)
+    backend = trt_backend.TensorRTBackend(engine, "cuda:1")
+    assert cudart.called("cudaSetDevice")[0] == (1,) and backend.device == "cuda:1"
+    results = []
+    worker = threading.Thread(target=lambda: results.append(backend.forward(_batch(1))))
+    worker.start()
+    worker.join()
+    assert len(results) == 1 and fake_trt.runs[-1]["device"] == 1  # a new thread starts on device 0
+    with pytest.raises(BackendError, match="device cuda:2 does not exist; CUDA sees 2 device"):
+        trt_backend.TensorRTBackend(engine, "cuda:2")
+    with pytest.raises(BackendError, match="device must be cuda or cuda:N, got 'cuda:x'"):
+        trt_backend.TensorRTBackend(engine, "cuda:x")
+
+
+@pytest.mark.parametrize(
+    "status, says", [(100, "no CUDA-capable device"), (35, "driver version is insufficient")]
+)
+def test_without_a_usable_gpu_the_backend_says_why(fake_gpu, status, says):
+    engine, cudart, fake_trt = fake_gpu(count_status=status)
+    with pytest.raises(BackendUnavailableError, match=f"NVIDIA GPU with a working driver.*{says}"):
+        trt_backend.TensorRTBackend(engine, "cuda")
+    engine, cudart, fake_trt = fake_gpu(devices=0)
+    with pytest.raises(BackendUnavailableError, match="no usable CUDA device"):
+        trt_backend.TensorRTBackend(engine, "cuda")
+
+
+def test_an_engine_tensorrt_cannot_load_or_with_wrong_io_is_refused_without_leaks(fake_gpu):
+    engine, cudart, fake_trt = fake_gpu()
+    engine.write_bytes(b"an engine from another TensorRT")
+    with pytest.raises(BackendError, match="cannot load this engine .* rebuild it from the .onnx"):
+        trt_backend.TensorRTBackend(engine, "cuda")
+    engine, cudart, fake_trt = fake_gpu(io_type="INT8")
+    with pytest.raises(BackendError, match="unsupported I/O data type"):
+        trt_backend.TensorRTBackend(engine, "cuda")
+    assert cudart.held() == {"device": 0, "pinned": 0, "streams": 0}
+
+
+def test_an_onnx_is_built_once_under_a_key_with_the_gpu_name(fake_gpu, monkeypatch, onnx_path, tmp_path):
+    engine, cudart, fake_trt = fake_gpu(devices=2)
+    builds = []
+
+    def fake_build(onnx, out, precision, workspace, timing):
+        builds.append((onnx, out, precision, workspace, timing))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(FakeTensorRTRuntime.ENGINE_BYTES)
+        write_engine_info(out, INFO, precision, fake_trt.__version__, "cd" * 32)
+        return out
+
+    monkeypatch.setattr(trt_backend, "build_engine", fake_build)
+    cache = tmp_path / "cache"
+    backend = trt_backend.TensorRTBackend(
+        onnx_path, "cuda:1", "fp16", cache_dir=cache, workspace_bytes=1 << 20
+    )
+    key = engine_cache_key(onnx_path.read_bytes(), fake_trt.__version__, "Fake GPU 1", "fp16")
+    assert builds == [
+        (
+            onnx_path,
+            cache / f"net-{key}.engine",
+            "fp16",
+            1 << 20,
+            cache / timing_cache_name("10.13.0.35", "Fake GPU 1"),
+        )
+    ]
+    assert backend.engine_path == cache / f"net-{key}.engine" and backend.source == onnx_path
+    x = _batch(1)
+    np.testing.assert_array_equal(backend.forward(x), fake_depth(x))
+    trt_backend.TensorRTBackend(onnx_path, "cuda:1", "fp16", cache_dir=cache)  # cached: no second build
+    assert len(builds) == 1

@@ -1,6 +1,7 @@
-"""The inference path with an ONNX model is free of PyTorch: a fresh interpreter that converts a camera frame
-(camera_msgs), predicts with DepthEstimator on ONNX Runtime and colours the depth (visualize) never imports
-torch. The suite itself imports torch, hence the child process."""
+"""The inference path with an ONNX model or a TensorRT engine is free of PyTorch: a fresh interpreter that
+converts a camera frame (camera_msgs), predicts with DepthEstimator on ONNX Runtime and colours the depth
+(visualize) never imports torch; nor does one that selects, creates and runs the tensorrt backend on an engine
+(TensorRT and libcudart stood in for). The suite itself imports torch, hence the child processes."""
 
 from __future__ import annotations
 
@@ -119,3 +120,74 @@ def test_onnx_inference_converts_predicts_and_colours_without_importing_torch(on
     depth = np.load(out)
     assert depth.shape == (FRAME_H, FRAME_W) and np.all(depth > 0)
     np.testing.assert_allclose(depth, expected, rtol=1e-5)
+
+
+#: The TensorRT path in a fresh interpreter: DepthEstimator selects and creates the tensorrt backend for an
+#: engine and predicts, with the two system edges this machine lacks stood in for (test/gpu_fakes.py: TensorRT
+#: through sys.modules, libcudart through load_cudart) and the driver's device count set to one GPU.
+TENSORRT_CHILD = """
+import importlib.abc, json, sys, traceback
+
+torch_lookups = []
+
+
+class WatchTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch":
+            torch_lookups.append("".join(traceback.format_stack()[:-1]))
+        return None
+
+
+sys.meta_path.insert(0, WatchTorch())
+engine, test_dir, out = sys.argv[1:4]
+sys.path.insert(0, test_dir)
+
+import numpy as np
+from gpu_fakes import FakeCudart, FakeTensorRTRuntime
+
+import fg_depth_core.deploy.backends.tensorrt  # the backend module itself
+from fg_depth_core.deploy import backends, cuda_runtime
+from fg_depth_core.deploy.estimator import DepthEstimator
+
+cudart = FakeCudart()
+fake_trt = FakeTensorRTRuntime(cudart, 64, 128)
+sys.modules["tensorrt"] = fake_trt
+backends.cuda_device_count = lambda: 1
+cuda_runtime.load_cudart = lambda: (cudart, "fake libcudart")
+estimator = DepthEstimator(engine, "tensorrt", "cuda")
+rgb = (np.arange(75 * 250 * 3) * 7 % 251).astype(np.uint8).reshape(75, 250, 3)
+np.save(out, estimator.predict(rgb))
+estimator.backend.close()
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "torch")
+report = {"torch_modules": loaded[:5], "torch_lookups": torch_lookups, "backend": estimator.backend_name}
+print(json.dumps({**report, "runs": len(fake_trt.runs), "held": cudart.held()}))
+"""
+
+
+def test_tensorrt_inference_on_an_engine_never_imports_torch(tmp_path):
+    from gpu_fakes import FakeTensorRTRuntime, fake_depth
+
+    from fg_depth_core.deploy.estimator import postprocess, preprocess
+    from fg_depth_core.deploy.model_info import ModelInfo
+    from fg_depth_core.deploy.tensorrt_build import write_engine_info
+
+    info = ModelInfo(128, 64, 0.1, 100.0, 74.2, 0.54)
+    engine, out = tmp_path / "net.engine", tmp_path / "depth.npy"
+    engine.write_bytes(FakeTensorRTRuntime.ENGINE_BYTES)
+    write_engine_info(engine, info, "fp32", FakeTensorRTRuntime.__version__, "ab" * 32)
+    done = subprocess.run(
+        [sys.executable, "-c", TENSORRT_CHILD, str(engine), str(ROOT / "test"), str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    lookups = "\n".join(report["torch_lookups"])
+    assert report["torch_modules"] == [], f"torch was imported; the lookups of torch:\n{lookups}"
+    assert report["backend"] == "tensorrt" and report["runs"] == 1
+    assert report["held"] == {"device": 0, "pinned": 0, "streams": 0}
+    rgb = (np.arange(75 * 250 * 3) * 7 % 251).astype(np.uint8).reshape(75, 250, 3)
+    expected = postprocess(fake_depth(preprocess(rgb, 128, 64)), 1.0, (250, 75))
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-6)

@@ -37,8 +37,8 @@ INSTALL_HINTS = {
     "uninstall the CPU-only onnxruntime first) and an NVIDIA driver",
     "tensorrt": "install TensorRT's Python bindings: pip install tensorrt (the wheel matching your CUDA "
     "version, e.g. tensorrt-cu12), or on Jetson JetPack's python3-libnvinfer (apt)",
-    "cuda": "it needs an NVIDIA GPU with a working driver and a CUDA build of PyTorch "
-    "(torch.cuda.is_available() is False here)",
+    "cuda": "it needs an NVIDIA GPU with a working driver, and for a PyTorch model a CUDA build of PyTorch "
+    "(no usable CUDA device was found here)",
 }
 
 
