@@ -50,6 +50,8 @@ DEVICES = ("auto", "cpu", "cuda")
 #: Inference backends ("auto" picks the fastest available one, see deploy/backends) and precisions.
 INFERENCE_BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
+#: How an image of another aspect ratio meets the network input (fg_depth_core/deploy/fit.py).
+INPUT_FITS = ("stretch", "crop", "pad")
 #: Inference devices: a regular expression (full match) and the same in words.
 INFERENCE_DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?"
 INFERENCE_DEVICE_WORDS = "auto, cpu, cuda or cuda:N"
@@ -654,6 +656,16 @@ class InferenceConfig(Section):
     )
     workspace_mb: int = setting(
         1024, "TensorRT builder workspace limit, MiB.", minimum=0, min_exclusive=True
+    )
+    input_fit: str = setting(
+        "pad",
+        "How an image whose aspect ratio differs from the network input's reaches it (docs/METHOD.md, "
+        '"Scale"). "pad": scaled uniformly to fit inside, edge pixels repeated around it, the padding cut '
+        'from the depth, so the depth covers the whole image; "crop": scaled uniformly to cover the input, '
+        "the centre kept, so the depth (and its camera_info) covers only that window; \"stretch\": resized "
+        "to the input size whatever the aspect (distorts the image; warns beyond 10 %). All three are the "
+        "same for an image of the network's aspect.",
+        choices=INPUT_FITS,
     )
 
 

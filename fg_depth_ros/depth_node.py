@@ -39,6 +39,7 @@ from fg_depth_ros.pipeline import (
     depth_range,
     estimate_depth,
     load_estimator,
+    output_frame,
 )
 from fg_depth_ros.problems import ProblemLog
 from fg_depth_ros.scale import StereoScale
@@ -53,7 +54,8 @@ class DepthNode(Node):
 
     Counters for tests and tools: ``received`` (frames handed to the worker), ``dropped`` (replaced by a
     newer frame before inference), ``rejected`` (bad input), ``errors`` (unexpected failures),
-    ``published`` (depth images out); ``last_problem`` is the text of the newest warning.
+    ``published`` (depth images out); ``last_problem`` is the text of the newest warning; ``notes`` the
+    one-time warnings logged (the camera's aspect under input_fit stretch), each once.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class DepthNode(Node):
         super().__init__(node_name, parameter_overrides=overrides, **node_kwargs)
         self._worker: Optional[NewestOnlyWorker] = None
         self.scale: Optional[StereoScale] = None
+        self.notes: List[str] = []
         try:
             self._setup()
         except BaseException:
@@ -93,8 +96,9 @@ class DepthNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f"{s.mode} depth from {s.model} ({self.estimator.backend_name} on {self.estimator.device}, "
-            f"network {info.width}x{info.height}, depth {self.limits[0]:g}..{self.limits[1]:g} m, output at "
-            f"{s.output_resolution} resolution{', stereo scale correction' if self.scale else ''}); "
+            f"network {info.width}x{info.height} (input_fit {s.input_fit}), depth "
+            f"{self.limits[0]:g}..{self.limits[1]:g} m, output at {s.output_resolution} resolution"
+            f"{', stereo scale correction' if self.scale else ''}); "
             f"inputs {', '.join(self.input.topics.values())}"
         )
 
@@ -118,6 +122,11 @@ class DepthNode(Node):
         result = estimate_depth(
             self.estimator, camera, s.output_resolution, self.limits, scale, s.out_of_range
         )
+        if result.note is not None and result.note not in self.notes:
+            self.notes.append(result.note)  # only this worker thread writes it
+            self.get_logger().warning(result.note)
+        # What the depth covers (the crop window under input_fit crop): colours and stereo scale read it.
+        camera = output_frame(camera, result)
         if self.scale is not None:
             self.scale.submit(
                 camera.rgb, camera.right, camera.intrinsics, camera.baseline, result.network_depth

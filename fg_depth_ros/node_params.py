@@ -129,6 +129,12 @@ class NodeParams:
     threads: int = from_setting(
         InferenceConfig, "threads", "CPU threads of the backend; 0 = the library's default"
     )
+    input_fit: str = from_setting(
+        InferenceConfig,
+        "input_fit",
+        "how an image of another aspect than the network's meets it: pad (depth of the whole image), crop "
+        "(depth and camera_info of the centred window only) or stretch (distorts; warns once beyond 10 %)",
+    )
     mode: str = param(
         "mono",
         "mono: image + camera_info; stereo: left/right image_rect + camera_info, synchronised",
@@ -142,7 +148,8 @@ class NodeParams:
     )
     output_resolution: str = param(
         "input",
-        "resolution of depth, points and disparity: the camera image's or the network's",
+        "resolution of depth, points and disparity: the camera image's pixel scale or the network's "
+        "(under input_fit crop both cover the centred window only)",
         choices=OUTPUTS,
     )
     min_depth: float = param(

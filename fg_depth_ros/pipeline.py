@@ -9,7 +9,7 @@ metric for this camera. Bad input raises :class:`BadInput` or a ConversionError 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Optional, Tuple
 
 import numpy as np
@@ -46,13 +46,18 @@ class CameraFrame:
 class DepthResult:
     """A frame's depth: ``depth`` (H,W) float32 metres at the output resolution, clamped (NaN unknown);
     ``intrinsics`` of that resolution; ``network_depth`` (h,w) at the network resolution before the scale
-    correction; ``scale`` the correction applied; ``inference`` the seconds the model took."""
+    correction (the padding cut away under input_fit pad); ``scale`` the correction applied; ``inference``
+    the seconds the model took; ``window`` (x0, y0, w, h) the camera pixels the depth covers (the whole
+    image except under input_fit crop; None: the whole image); ``note`` a warning to show once per camera
+    (the aspect under stretch), or None."""
 
     depth: np.ndarray
     intrinsics: Intrinsics
     network_depth: np.ndarray
     scale: float
     inference: float
+    window: Optional[Tuple[int, int, int, int]] = None
+    note: Optional[str] = None
 
 
 def load_estimator(settings: NodeParams) -> DepthEstimator:
@@ -62,7 +67,12 @@ def load_estimator(settings: NodeParams) -> DepthEstimator:
     path = settings.model
     try:
         estimator = DepthEstimator(
-            path, settings.backend, settings.device, settings.precision, settings.threads
+            path,
+            settings.backend,
+            settings.device,
+            settings.precision,
+            settings.threads,
+            input_fit=settings.input_fit,
         )
         info = estimator.info
         estimator.predict(np.zeros((info.height, info.width, 3), np.uint8))
@@ -175,17 +185,42 @@ def estimate_depth(
     out_of_range: str = "clamp",
 ) -> DepthResult:
     """The frame's metric depth: predicted at the network resolution (where the stereo scale compares),
-    multiplied by ``scale``, resized to the camera image when ``output_resolution`` is "input" (exactly what
-    ``predict(output="input")`` does) and limited to ``limits`` (metres) as ``out_of_range`` says."""
+    multiplied by ``scale``, resized to the camera image (or its window under input_fit crop) when
+    ``output_resolution`` is "input" (exactly what ``predict(output="input")`` does) and limited to
+    ``limits`` (metres) as ``out_of_range`` says. The result's intrinsics describe the depth as published,
+    whatever the fit."""
     intr = frame.intrinsics
-    info = estimator.info
+    fit = estimator.fit_for(intr.width, intr.height)
     start = time.monotonic()
     network = estimator.predict(frame.rgb, intr, output="network")
     inference = time.monotonic() - start
     depth = network * np.float32(scale) if scale != 1.0 else network
     if output_resolution == "input":
-        depth = postprocess(depth, 1.0, (intr.width, intr.height))
-        out_intr = intr
-    else:
-        out_intr = intr.resized(info.width, info.height)
-    return DepthResult(limit_depth(depth, *limits, out_of_range), out_intr, network, float(scale), inference)
+        depth = postprocess(depth, 1.0, fit.output_size("input"))
+    return DepthResult(
+        limit_depth(depth, *limits, out_of_range),
+        fit.output_intrinsics(intr, output_resolution),
+        network,
+        float(scale),
+        inference,
+        fit.window,
+        estimator.aspect_note(intr),
+    )
+
+
+def output_frame(frame: CameraFrame, result: DepthResult) -> CameraFrame:
+    """The camera frame restricted to the pixels ``result``'s depth covers (its window: both views and the
+    intrinsics cropped alike, so a rectified pair stays one), at the camera's pixel scale: what the point
+    cloud's colours and the stereo scale must be read from. The frame itself when the window is all of it."""
+    if result.window is None:
+        return frame
+    x0, y0, w, h = result.window
+    if (x0, y0, w, h) == (0, 0, frame.intrinsics.width, frame.intrinsics.height):
+        return frame
+    right = frame.right[y0 : y0 + h, x0 : x0 + w] if frame.right is not None else None
+    return replace(
+        frame,
+        rgb=frame.rgb[y0 : y0 + h, x0 : x0 + w],
+        intrinsics=frame.intrinsics.cropped(x0, y0, w, h),
+        right=right,
+    )

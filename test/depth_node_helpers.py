@@ -7,12 +7,12 @@ import gc
 import os
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from linear_model_helpers import expected_network_depth, write_linear_model  # noqa: F401 (shared here)
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -21,7 +21,6 @@ from std_msgs.msg import Float32, Header
 from stereo_msgs.msg import DisparityImage
 
 from fg_depth_core.camera import Intrinsics
-from fg_depth_core.deploy.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo
 from fg_depth_ros.conversions import intrinsics_to_camera_info, rgb_to_image
 from fg_depth_ros.depth_node import DepthNode
 
@@ -36,61 +35,6 @@ OUTPUT_TYPES = {
     "scale": Float32,
     "/diagnostics": DiagnosticArray,
 }
-
-
-def write_linear_model(
-    path: Path,
-    width: int,
-    height: int,
-    offset: float = 2.0,
-    gain: float = 8.0,
-    train_focal: float = 50.0,
-    min_depth: float = 0.1,
-    max_depth: float = 100.0,
-) -> Path:
-    """An fg-depth ONNX model (real file, metadata and all, run by ONNX Runtime through DepthEstimator) whose
-    depth is ``offset + gain * R`` metres, R the red channel of the network input in [0, 1]: a known output
-    that :func:`expected_network_depth` reproduces."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    from fg_depth_core.deploy.export import write_onnx
-
-    image = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, height, width])
-    depth = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1, height, width])
-    initializers = [
-        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("ends", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("gain", TensorProto.FLOAT, [], [gain]),
-        helper.make_tensor("offset", TensorProto.FLOAT, [], [offset]),
-    ]
-    nodes = [
-        helper.make_node("Slice", [INPUT_NAME, "starts", "ends", "axes"], ["red"]),
-        helper.make_node("Mul", ["red", "gain"], ["scaled"]),
-        helper.make_node("Add", ["scaled", "offset"], [OUTPUT_NAME]),
-    ]
-    graph = helper.make_graph(nodes, "linear_depth", [image], [depth], initializer=initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9  # readable by every ONNX Runtime of the last years
-    info = ModelInfo(width, height, min_depth, max_depth, train_focal, 0.54)
-    write_onnx(model, info, path)
-    assert isinstance(onnx.load(str(path)), onnx.ModelProto)
-    return Path(path)
-
-
-def expected_network_depth(
-    rgb_net: np.ndarray,
-    camera_fx_at_net: float,
-    offset: float = 2.0,
-    gain: float = 8.0,
-    train_focal: float = 50.0,
-) -> np.ndarray:
-    """What the linear model gives for an image already at the network size, focal-scaled (float32 steps of
-    DepthEstimator: x = R * (1/255), depth = offset + gain * x, times f'/f_train)."""
-    x = rgb_net[:, :, 0].astype(np.float32) * np.float32(1.0 / 255.0)
-    depth = np.float32(offset) + np.float32(gain) * x
-    return depth * np.float32(camera_fx_at_net / train_focal)
 
 
 def camera_messages(

@@ -5,7 +5,8 @@ Each row (backend, device, precision, network size) runs in a fresh Python proce
 memory (VmHWM, Linux) is its own: interpreter + libraries + model + buffers. A row loads the model with
 DepthEstimator, renders one camera image of the built-in world (default 1280x720, a KITTI-like focal length),
 runs ``--warmup`` untimed predictions, then ``--iterations`` timed ones, each split into
-:func:`~fg_depth_core.deploy.estimator.preprocess`, the backend's forward pass and
+:func:`~fg_depth_core.deploy.estimator.preprocess` (the image fitted to the network input as ``predict``
+fits it: input_fit pad by default), the backend's forward pass and
 :func:`~fg_depth_core.deploy.estimator.postprocess` (focal scaling and the resize back to the image). Batch 1,
 one frame after another: throughput = frames / total time.
 
@@ -193,21 +194,22 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     h, w = rgb.shape[:2]
     camera = camera_image_intrinsics(w, h)
     info, backend = estimator.info, estimator.backend
+    fit = estimator.fit_for(w, h)  # what predict does: the configured input_fit (default pad)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     times: List[List[float]] = [[], [], []]
     for i in range(int(spec["warmup"]) + int(spec["iterations"])):
         t0 = time.perf_counter()
-        batch = preprocess(rgb, info.width, info.height)
+        batch = preprocess(rgb, info.width, info.height, fit)
         t1 = time.perf_counter()
         depth = backend.forward(batch)
         t2 = time.perf_counter()
-        out = postprocess(depth[0], estimator.focal_factor(camera), (w, h))
+        out = postprocess(depth[0], estimator.focal_factor(camera), fit.output_size("input"), fit)
         t3 = time.perf_counter()
         if i >= int(spec["warmup"]):
             for bucket, value in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
                 bucket.append(value)
-    if out.shape != (h, w) or not np.all(np.isfinite(out)):
+    if out.shape != (fit.window[3], fit.window[2]) or not np.all(np.isfinite(out)):
         raise FgDepthError(f"bench: {spec['backend']} returned depth {out.shape} with non-finite values")
     row = {
         "backend": estimator.backend_name,

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Dict, List
 
-from fg_depth_core.config import INFERENCE_BACKENDS, PRECISIONS, InferenceConfig
+from fg_depth_core.config import INFERENCE_BACKENDS, INPUT_FITS, PRECISIONS, InferenceConfig
 from fg_depth_core.errors import FgDepthError
 
 _DEFAULTS = InferenceConfig()
@@ -17,11 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="metric depth of images: NAME.npy (float32 metres) and a colourised NAME.png per image",
         description="Predict metric depth for each image with a checkpoint (.pt), an ONNX model (.onnx) or a "
-        "TensorRT engine (.engine with its .json). Each image is resized to the network input, and the depth "
-        "is scaled by f'/f_train (f' = the camera's fx at the network input size, f_train = the training "
-        "camera's) and resized back to the image. Writes OUT/NAME.npy ((H,W) float32 metres at the image's "
-        "resolution) and OUT/NAME.png (colourised by inverse depth). Without --fx the images are assumed to "
-        "come from the training camera scaled to their size (no focal scaling).",
+        "TensorRT engine (.engine with its .json). Each image is fitted to the network input (--input-fit: "
+        "pad, crop or stretch, for an image of another aspect), the depth is scaled by f'/f_train (f' = "
+        "sqrt(fx*fy) of the camera at the network input, f_train = the training camera's) and resized back "
+        "to the image. Writes OUT/NAME.npy ((H,W) float32 metres at the image's resolution; under "
+        "--input-fit crop the centred window's) and OUT/NAME.png (colourised by inverse depth). Without --fx "
+        "there is no focal scaling: the images are taken to show the scene as the training camera would.",
     )
     p.add_argument("--model", required=True, help="checkpoint (.pt), ONNX model (.onnx) or TensorRT engine")
     p.add_argument("--image", required=True, nargs="+", help="image files (PNG, JPEG, ...)")
@@ -43,6 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=int, default=_DEFAULTS.threads, help="CPU threads; 0 = library default")
     p.add_argument("--cache-dir", default=_DEFAULTS.cache_dir, help="TensorRT engine cache folder")
+    p.add_argument(
+        "--input-fit",
+        default=_DEFAULTS.input_fit,
+        choices=INPUT_FITS,
+        help="an image of another aspect than the network's: pad (depth of the whole image), crop (the "
+        "centred window only: the .npy is that window's size) or stretch (distorts the image) "
+        "(default: %(default)s)",
+    )
     camera = p.add_argument_group(
         "camera intrinsics (pixels of the images as given; the same camera for all of them)"
     )
@@ -105,23 +114,34 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise FgDepthError(f"--out {out}: cannot create the folder ({exc})") from None
     estimator = DepthEstimator(
-        args.model, args.backend, args.device, args.precision, args.threads, args.cache_dir or None
+        args.model,
+        args.backend,
+        args.device,
+        args.precision,
+        args.threads,
+        args.cache_dir or None,
+        input_fit=args.input_fit,
     )
     info = estimator.info
     print(
         f"model {args.model}: backend {estimator.backend_name} on {estimator.device} "
         f"({estimator.backend.precision}), network input {info.width}x{info.height}, training focal "
-        f"{info.train_focal:.2f} px at that size"
+        f"{info.train_focal:.2f} px at that size; input fit {estimator.input_fit}"
     )
     if args.fx is None:
         print(
             "no intrinsics given (--fx): assuming the training camera scaled to each image, so no focal "
             "scaling; give --fx for metric depth of another camera"
         )
+    notes = set()
     for image in args.image:
         rgb = read_rgb(image)
         h, w = rgb.shape[:2]
         camera = camera_for(args, w, h)
+        note = estimator.aspect_note(camera, w, h)
+        if note is not None and note not in notes:
+            notes.add(note)
+            print(f"warning: {note}")
         depth = estimator.predict(rgb, camera)
         stem = names[image]
         npy, png = out / f"{stem}.npy", out / f"{stem}.png"
@@ -130,8 +150,11 @@ def run(args: argparse.Namespace) -> int:
         if not cv2.imwrite(str(png), cv2.cvtColor(colour, cv2.COLOR_RGB2BGR)):
             raise FgDepthError(f"{png}: cannot write the image")
         factor = estimator.focal_factor(camera)
+        x0, y0, win_w, win_h = estimator.fit_for(w, h).window
+        cropped = f" (window {win_w}x{win_h} at {x0},{y0})" if depth.shape != (h, w) else ""
         print(
-            f"{image}: {w}x{h}, focal factor {factor:.4f}, depth min/median/max {float(np.min(depth)):.2f} / "
+            f"{image}: {w}x{h}{cropped}, focal factor {factor:.4f}, depth min/median/max "
+            f"{float(np.min(depth)):.2f} / "
             f"{float(np.median(depth)):.2f} / {float(np.max(depth)):.2f} m -> {npy}, {png}"
         )
     return 0

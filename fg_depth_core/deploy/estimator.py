@@ -1,15 +1,17 @@
 """DepthEstimator: metric depth from one RGB image with any backend (docs/ARCHITECTURE.md, "A frame in the
 node").
 
-predict = :func:`preprocess` (resize to the network size, float [0, 1] NCHW) -> backend forward ->
-:func:`postprocess` (focal scaling D' = D * f' / f_train, docs/METHOD.md, "Scale"; resize back to the
-image).
+predict = :func:`preprocess` (fit the image to the network input by ``input_fit``: stretch, crop or pad,
+fg_depth_core/deploy/fit.py; float [0, 1] NCHW) -> backend forward -> :func:`postprocess` (cut the padding
+away, focal scaling, resize back to the image or its cropped window).
 Pre- and post-processing are pure functions shared by every backend, the benchmark and the ROS node.
 
-Scale: the network predicts depth for its training camera, whose focal length at the network input size is
-``info.train_focal``. An image of another camera, resized to the network input, has focal length
-f' = intrinsics.resized(W_net, H_net).fx there, and its depth is D * f' / f_train. Without intrinsics the
-image is assumed to come from the training camera scaled to the image size (factor 1).
+Scale (docs/METHOD.md, "Scale"): the network predicts depth for its training camera, whose focal length at
+the network input size is ``info.train_focal``. An image of another camera, fitted to the network input, has
+focal lengths fx', fy' there (:meth:`Fit.network_intrinsics`), and its depth is D * sqrt(fx' fy' / (fx_t
+fy_t)), which is D * f' / f_train whenever the fit keeps the camera's aspect (crop, pad). Without
+intrinsics the factor is 1: the image is taken to show the scene as the training camera would at the
+network input.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from fg_depth_core.camera import Intrinsics, focal_scale
-from fg_depth_core.config import InferenceConfig
+from fg_depth_core.camera import Intrinsics
+from fg_depth_core.config import INPUT_FITS, InferenceConfig
+from fg_depth_core.deploy import fit as fitting
 from fg_depth_core.deploy.backends import Backend, create_backend
+from fg_depth_core.deploy.fit import OUTPUTS, Fit, plan_fit
 from fg_depth_core.deploy.model_info import ModelInfo
 from fg_depth_core.errors import FgDepthError
 
-#: ``output`` choices of :meth:`DepthEstimator.predict`: the image's resolution or the network's.
-OUTPUTS = ("input", "network")
 _DEFAULTS = InferenceConfig()
 
 
@@ -64,28 +66,55 @@ def resize_image(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(rgb, (width, height), interpolation=resize_interpolation(src, (width, height)))
 
 
-def preprocess(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(H,W,3) uint8 RGB -> (1,3,height,width) float32 in [0, 1] at the network input size."""
+def preprocess(rgb: np.ndarray, width: int, height: int, fit: Optional[Fit] = None) -> np.ndarray:
+    """(H,W,3) uint8 RGB -> (1,3,height,width) float32 in [0, 1] at the network input size.
+
+    ``fit`` (planned for this image and network size, :func:`fg_depth_core.deploy.fit.plan_fit`) says how
+    the image gets there; None stretches it. Under pad the border repeats the content's edge pixels: no
+    artificial edge at the content's border (where a network tends to put a depth edge), and each padded row
+    continues its own colours, so cues that depend on the row stay as they were; that depth is cut away."""
+    import cv2
+
     check_image(rgb)
-    rgb = resize_image(rgb, width, height)
+    if fit is None:
+        rgb = resize_image(rgb, width, height)
+    else:
+        if fit.network != (width, height):
+            raise InputError(
+                f"fit: planned for a {fit.network[0]}x{fit.network[1]} network input, not {width}x{height}"
+            )
+        _, _, content_w, content_h = fit.content
+        rgb = resize_image(fit.window_view(rgb), content_w, content_h)
+        top, bottom, left, right = fit.padding
+        if top or bottom or left or right:
+            rgb = cv2.copyMakeBorder(rgb, top, bottom, left, right, cv2.BORDER_REPLICATE)
     # HWC -> CHW on uint8 (a quarter of the bytes of float), then one conversion pass with the scale.
     chw = np.ascontiguousarray(rgb.transpose(2, 0, 1))
     return np.multiply(chw, np.float32(1.0 / 255.0), dtype=np.float32)[None]
 
 
-def focal_factor(intrinsics: Optional[Intrinsics], info: ModelInfo) -> float:
-    """D'/D = f'/f_train with f' the camera's fx at the network input size; 1 without intrinsics."""
+def focal_factor(intrinsics: Optional[Intrinsics], info: ModelInfo, fit: Optional[Fit] = None) -> float:
+    """D'/D for a camera (intrinsics of the whole image) seen through ``fit`` (None: stretched to the network
+    size): sqrt((fx'/fx_t) (fy'/fy_t)) at the network input (fg_depth_core.deploy.fit.focal_factor); 1
+    without intrinsics."""
     if intrinsics is None:
         return 1.0
-    return focal_scale(intrinsics.resized(info.width, info.height).fx, info.train_focal)
+    if fit is None:
+        fit = plan_fit("stretch", intrinsics.width, intrinsics.height, info.width, info.height)
+    return fitting.focal_factor(intrinsics, fit, info.train_focal, info.config)
 
 
-def postprocess(depth: np.ndarray, factor: float, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """Network depth (H_net,W_net) or (1,1,H_net,W_net) metres -> (H,W) float32 metres: multiplied by the
-    focal ``factor``, then resized bilinearly to ``size`` = (W, H) when given and different."""
+def postprocess(
+    depth: np.ndarray, factor: float, size: Optional[Tuple[int, int]] = None, fit: Optional[Fit] = None
+) -> np.ndarray:
+    """Network depth (H_net,W_net) or (1,1,H_net,W_net) metres -> (H,W) float32 metres: the padding cut
+    away when ``fit`` pads (leaving the content box, network pixels), multiplied by the focal ``factor``,
+    then resized bilinearly to ``size`` = (W, H) when given and different."""
     import cv2
 
     depth = np.asarray(depth, dtype=np.float32).reshape(depth.shape[-2:])
+    if fit is not None:
+        depth = fit.content_view(depth)
     if factor != 1.0:
         depth = depth * np.float32(factor)
     if size is not None and (depth.shape[1], depth.shape[0]) != tuple(size):
@@ -118,6 +147,8 @@ class DepthEstimator:
         threads: CPU threads of torch / ONNX Runtime; 0 keeps the library's default.
         cache_dir: TensorRT engine and timing caches ('' or None: $XDG_CACHE_HOME/fg-depth/tensorrt).
         workspace_mb: TensorRT builder workspace limit.
+        input_fit: "pad", "crop" or "stretch": how an image of another aspect meets the network input
+            (fg_depth_core/deploy/fit.py).
     Defaults are those of :class:`fg_depth_core.config.InferenceConfig`.
     """
 
@@ -130,9 +161,11 @@ class DepthEstimator:
         threads: int = _DEFAULTS.threads,
         cache_dir: Optional[Union[str, Path]] = _DEFAULTS.cache_dir,
         workspace_mb: int = _DEFAULTS.workspace_mb,
+        input_fit: str = _DEFAULTS.input_fit,
     ) -> None:
         if workspace_mb <= 0:
             raise InputError(f"workspace_mb: expected > 0 MiB, got {workspace_mb}")
+        self.input_fit = _check_fit(input_fit)
         self.model_path = Path(model_path)
         self.backend: Backend = create_backend(
             self.model_path, backend, device, precision, threads, cache_dir or None, workspace_mb << 20
@@ -143,13 +176,21 @@ class DepthEstimator:
         """An estimator with the settings of a config's ``inference`` section."""
         cfg.validate("inference")
         return cls(
-            model_path, cfg.backend, cfg.device, cfg.precision, cfg.threads, cfg.cache_dir, cfg.workspace_mb
+            model_path,
+            cfg.backend,
+            cfg.device,
+            cfg.precision,
+            cfg.threads,
+            cfg.cache_dir,
+            cfg.workspace_mb,
+            cfg.input_fit,
         )
 
     @classmethod
-    def from_backend(cls, backend: Backend) -> "DepthEstimator":
+    def from_backend(cls, backend: Backend, input_fit: str = _DEFAULTS.input_fit) -> "DepthEstimator":
         """An estimator around an already loaded backend (shared by several users, or a test double)."""
         estimator = cls.__new__(cls)
+        estimator.input_fit = _check_fit(input_fit)
         estimator.model_path = backend.source or Path(f"<{backend.name} backend>")
         estimator.backend = backend
         return estimator
@@ -167,9 +208,31 @@ class DepthEstimator:
     def device(self) -> str:
         return self.backend.device
 
+    def fit_for(self, width: int, height: int) -> Fit:
+        """How a ``width`` x ``height`` image meets the network input under :attr:`input_fit`."""
+        info = self.info
+        return plan_fit(self.input_fit, int(width), int(height), info.width, info.height)
+
     def focal_factor(self, intrinsics: Optional[Intrinsics]) -> float:
         """The depth scale factor for a camera (1 without intrinsics): see :func:`focal_factor`."""
-        return focal_factor(intrinsics, self.info)
+        if intrinsics is None:
+            return 1.0
+        return focal_factor(intrinsics, self.info, self.fit_for(intrinsics.width, intrinsics.height))
+
+    def output_intrinsics(self, intrinsics: Intrinsics, output: str = "input") -> Intrinsics:
+        """Intrinsics of the depth :meth:`predict` returns for an image with ``intrinsics`` and ``output``:
+        the image's (stretch, pad) or its cropped window's (crop) at "input"; at "network" those resized to
+        the network's pixel scale (the network size, or the unpadded box under pad)."""
+        fit = self.fit_for(intrinsics.width, intrinsics.height)
+        return fit.output_intrinsics(intrinsics, output)
+
+    def aspect_note(self, intrinsics: Optional[Intrinsics], width: int = 0, height: int = 0) -> Optional[str]:
+        """A warning (show it once per camera) when the network sees this camera's aspect distorted by more
+        than 10 % against its training camera's, else None; without intrinsics give the image size."""
+        if intrinsics is not None:
+            width, height = intrinsics.width, intrinsics.height
+        info = self.info
+        return fitting.aspect_note(intrinsics, self.fit_for(width, height), info.train_focal, info.config)
 
     def predict(
         self, rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None, output: str = "input"
@@ -177,9 +240,11 @@ class DepthEstimator:
         """Metric depth (float32 metres) of an (H,W,3) uint8 RGB image.
 
         Args:
-            rgb: the image, any size (it is resized to the network input).
-            intrinsics: the camera at this image's size; None assumes the training camera scaled to the image.
-            output: "input" -> (H,W) at the image's resolution; "network" -> (H_net,W_net).
+            rgb: the image, any size (it is fitted to the network input by :attr:`input_fit`).
+            intrinsics: the camera at this image's size; None: no focal scaling (module docstring).
+            output: "input" -> (H,W) at the image's resolution, or (h,w) of the centred window under crop;
+                "network" -> at the network's pixel scale: (H_net,W_net), or the unpadded (h,w) under pad.
+                :meth:`output_intrinsics` describes either.
         """
         return self.predict_batch([rgb], [intrinsics], output)[0]
 
@@ -207,15 +272,23 @@ class DepthEstimator:
             name = "image" if len(images) == 1 else f"image {i}"
             check_image(rgb, name)
             check_intrinsics(camera, rgb, "intrinsics" if len(images) == 1 else f"intrinsics of {name}")
-        inputs = [preprocess(rgb, info.width, info.height) for rgb in images]
+        fits = [self.fit_for(rgb.shape[1], rgb.shape[0]) for rgb in images]
+        inputs = [preprocess(rgb, info.width, info.height, fit) for rgb, fit in zip(images, fits)]
         batch = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
         depth = self.backend.forward(batch)
         return [
-            postprocess(
-                d, focal_factor(camera, info), (rgb.shape[1], rgb.shape[0]) if output == "input" else None
-            )
-            for d, rgb, camera in zip(depth, images, cameras)
+            postprocess(d, focal_factor(camera, info, fit), fit.output_size(output), fit)
+            for d, fit, camera in zip(depth, fits, cameras)
         ]
 
     def __repr__(self) -> str:
-        return f"DepthEstimator({str(self.model_path)!r}, backend={self.backend!r})"
+        return (
+            f"DepthEstimator({str(self.model_path)!r}, backend={self.backend!r}, "
+            f"input_fit={self.input_fit!r})"
+        )
+
+
+def _check_fit(input_fit: str) -> str:
+    if input_fit not in INPUT_FITS:
+        raise InputError(f"input_fit: expected one of {list(INPUT_FITS)}, got {input_fit!r}")
+    return input_fit

@@ -19,9 +19,11 @@ image W_export pixels wide, whose focal length there is f_export = train_focal *
 value is what the model's ModelInfo stores as train_focal (with width/height = the export size), so the
 runtime's D' = D * f' / train_focal, with f' the camera's focal at the export size, reduces to (f_cam / W_cam)
 / (train_focal / W_train) whatever the export size: the scale follows the camera's field of view, as it does
-at the training size. The width sets the focal ratio (train_focal is a horizontal focal length); an export
-aspect ratio other than the training one stretches the image vertically. How well a network does at a size it
-was not trained at is an accuracy question the export cannot answer: evaluate it.
+at the training size. The width sets the focal ratio (train_focal is a horizontal focal length); at an export
+aspect ratio other than the training one the runtime takes the training camera's vertical focal length as
+scaled by the height (deploy/fit.py, training_focals, from data.width/height in the stored configuration).
+How well a network does at a size it was not trained at is an accuracy question the export cannot answer:
+evaluate it.
 
 Precision: the ONNX model is always float32. Half precision is a runtime choice of the engine builder
 (``export_engine(..., precision="fp16")``, see deploy/tensorrt_build.py) or of ONNX Runtime's TensorRT

@@ -250,9 +250,10 @@ def test_forward_checks_its_input_and_the_runtime_output():
 
 def test_estimator_from_a_backend_scales_its_output(tmp_path):
     # The recorder's depth is the image mean: a grey image of value v gives v/255 m before focal scaling.
-    estimator = DepthEstimator.from_backend(Recorder())
+    # Stretched 1280x720 -> 128x64: fx' = fy' = 148.4 px = 2 x 74.2 (fy 1669.5 px: 148.4 at 64 high).
+    estimator = DepthEstimator.from_backend(Recorder(), "stretch")
     grey = np.full((720, 1280, 3), 51, np.uint8)
-    camera = Intrinsics(1484.0, 1484.0, 639.5, 359.5, 1280, 720)  # 148.4 px at 128 wide = 2 x 74.2
+    camera = Intrinsics(1484.0, 1669.5, 639.5, 359.5, 1280, 720)
     np.testing.assert_allclose(estimator.predict(grey), 0.2, rtol=1e-6)
     np.testing.assert_allclose(estimator.predict(grey, camera), 0.4, rtol=1e-6)
     assert estimator.model_path == Path("<recorder backend>")

@@ -1,5 +1,7 @@
 """DepthEstimator: pre/post-processing against hand computations, the focal scaling of docs/METHOD.md,
-"Scale", on rendered scenes, batch prediction, input errors, and `fg-depth predict` end to end."""
+"Scale", on rendered scenes, batch prediction, input errors, and `fg-depth predict` end to end. Most tests
+here stretch (the 1280x720 test camera is 16:9, the network 2:1); the three input fits are
+test_input_fit.py's."""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def checkpoint(tmp_path_factory, write_depthnet_checkpoint) -> Path:
 
 @pytest.fixture(scope="module")
 def estimator(checkpoint) -> DepthEstimator:
-    return DepthEstimator(checkpoint, backend="torch", device="cpu")
+    return DepthEstimator(checkpoint, backend="torch", device="cpu", input_fit="stretch")
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +111,18 @@ def test_postprocess_scales_then_resizes_bilinearly():
     assert postprocess(ramp, 3.0, (16, 8)) == pytest.approx(3.0 * ramp)
 
 
-def test_focal_factor_uses_fx_at_the_network_input_size():
+def test_focal_factor_is_the_geometric_mean_of_fx_and_fy_at_the_network_input_size():
     info = ModelInfo(NET_W, NET_H, 0.1, 100.0, TRAIN_FOCAL, 0.54)
     assert focal_factor(None, info) == 1.0
-    assert focal_factor(CAMERA, info) == pytest.approx(700.0 * NET_W / 1280 / TRAIN_FOCAL)
-    # fy plays no part: the training focal is a horizontal focal length.
+    # Stretched 1280x720 -> 128x64: fx' = 700 * 128/1280 = 70, fy' = 700 * 64/720 = 62.2 px.
+    fx_net, fy_net = 700.0 * NET_W / 1280, 700.0 * NET_H / 720
+    assert focal_factor(CAMERA, info) == pytest.approx(np.sqrt(fx_net * fy_net) / TRAIN_FOCAL)
+    # fy now takes part: a camera with fy = 300 instead of 700 scales by sqrt(300/700) less.
     other_fy = Intrinsics(700.0, 300.0, 639.5, 359.5, 1280, 720)
-    assert focal_factor(other_fy, info) == focal_factor(CAMERA, info)
+    assert focal_factor(other_fy, info) == pytest.approx(focal_factor(CAMERA, info) * np.sqrt(300 / 700))
+    # A camera that the stretch leaves square (fy' = fx') scales by exactly f'/f_train, as before.
+    square = Intrinsics(700.0, 70.0 * 720 / NET_H, 639.5, 359.5, 1280, 720)
+    assert focal_factor(square, info) == pytest.approx(70.0 / TRAIN_FOCAL)
 
 
 # ----------------------------------------------------------------------------------------- metric scale
@@ -130,10 +137,11 @@ def test_a_1280x720_image_and_its_intrinsics_give_the_depth_of_the_same_scene_at
     assert d_big.shape == d_small.shape == (NET_H, NET_W)
     rel = np.abs(d_big - d_small) / d_small
     assert np.median(rel) < 0.005 and rel.max() < 0.05
-    # Both are 2x what the network says for its training camera: with the wrong focal (the 1280x720 fx, or
-    # none) the comparison above could not hold at 0.5%.
+    # Both are sqrt(fx' fy') / f_train = sqrt(70 * 62.2) / 35 times what the network says for its training
+    # camera: with the wrong focal (the 1280x720 fx, or none) the comparison above could not hold at 0.5%.
     unscaled = estimator.predict(small, None, output="network")
-    assert np.median(d_small / unscaled) == pytest.approx(2.0, rel=1e-5)
+    expected = np.sqrt(70.0 * 700.0 * NET_H / 720) / TRAIN_FOCAL
+    assert np.median(d_small / unscaled) == pytest.approx(expected, rel=1e-5)
     # At the input resolution the depth is the network's, resized back: area-averaging it to the network
     # size returns it (up to resampling).
     full = estimator.predict(big, CAMERA)
@@ -145,14 +153,17 @@ def test_a_1280x720_image_and_its_intrinsics_give_the_depth_of_the_same_scene_at
 def test_twice_the_focal_length_gives_exactly_twice_the_depth(estimator, street):
     big = street[0]
     wide = estimator.predict(big, CAMERA)
-    k2 = Intrinsics(2 * CAMERA.fx, CAMERA.fy, CAMERA.cx, CAMERA.cy, CAMERA.width, CAMERA.height)
+    k2 = Intrinsics(2 * CAMERA.fx, 2 * CAMERA.fy, CAMERA.cx, CAMERA.cy, CAMERA.width, CAMERA.height)
     np.testing.assert_allclose(estimator.predict(big, k2), 2.0 * wide, rtol=1e-6)
+    # Twice fx alone is half of that change, in logarithms: sqrt(2).
+    kx = Intrinsics(2 * CAMERA.fx, CAMERA.fy, CAMERA.cx, CAMERA.cy, CAMERA.width, CAMERA.height)
+    np.testing.assert_allclose(estimator.predict(big, kx), np.sqrt(2.0) * wide, rtol=1e-6)
 
 
 def test_without_intrinsics_the_image_is_the_training_camera_scaled_to_it(estimator):
     rgb = random_image(90, 200, seed=3)
-    # The training camera at 200x90: fx = TRAIN_FOCAL at 128 px wide, scaled to 200 px.
-    training = Intrinsics(TRAIN_FOCAL * 200 / NET_W, 30.0, 99.5, 44.5, 200, 90)
+    # The training camera stretched to 200x90: fx = TRAIN_FOCAL at 128 px wide, fy at 64 px high.
+    training = Intrinsics(TRAIN_FOCAL * 200 / NET_W, TRAIN_FOCAL * 90 / NET_H, 99.5, 44.5, 200, 90)
     np.testing.assert_allclose(estimator.predict(rgb), estimator.predict(rgb, training), rtol=1e-6)
     assert estimator.focal_factor(training) == pytest.approx(1.0)
 
@@ -171,6 +182,15 @@ def test_predict_batch_equals_one_by_one_with_mixed_sizes_and_cameras(estimator)
 
 def test_estimator_properties_and_config_defaults(estimator, checkpoint):
     assert estimator.backend_name == "torch" and estimator.device == "cpu"
+    assert estimator.input_fit == "stretch" and "input_fit='stretch'" in repr(estimator)
+    default = DepthEstimator(checkpoint, backend="torch", device="cpu")
+    assert default.input_fit == InferenceConfig().input_fit == "pad"
+    assert DepthEstimator.from_backend(estimator.backend).input_fit == "pad"
+    assert DepthEstimator.from_backend(estimator.backend, "crop").input_fit == "crop"
+    with pytest.raises(InputError, match=r"input_fit: expected one of \[.stretch., .crop., .pad.\], got"):
+        DepthEstimator(checkpoint, backend="torch", device="cpu", input_fit="fill")
+    with pytest.raises(InputError, match="input_fit: expected one of"):
+        DepthEstimator.from_backend(estimator.backend, "zoom")
     assert (estimator.info.width, estimator.info.height, estimator.info.train_focal) == (
         NET_W,
         NET_H,
@@ -179,9 +199,14 @@ def test_estimator_properties_and_config_defaults(estimator, checkpoint):
     cfg = InferenceConfig(backend="torch", device="cpu")
     from_cfg = DepthEstimator.from_config(checkpoint, cfg)
     rgb = random_image(64, 128, 7)
+    # An image of the network's aspect: every fit is the same resize.
     np.testing.assert_array_equal(from_cfg.predict(rgb), estimator.predict(rgb))
     with pytest.raises(ConfigError, match="inference.device: expected auto, cpu, cuda or cuda:N"):
         DepthEstimator.from_config(checkpoint, InferenceConfig(device="gpu"))
+    cropping = DepthEstimator.from_config(checkpoint, InferenceConfig(device="cpu", input_fit="crop"))
+    assert cropping.input_fit == "crop"
+    with pytest.raises(ConfigError, match=r"inference.input_fit: expected one of \[.stretch., .crop., .pad"):
+        DepthEstimator.from_config(checkpoint, InferenceConfig(input_fit="letterbox"))
     wrapped = DepthEstimator.from_backend(estimator.backend)
     assert wrapped.model_path == checkpoint and wrapped.info == estimator.info
 
@@ -223,6 +248,7 @@ def test_batch_input_errors(estimator):
 
 def test_cli_predict_writes_metric_depth_and_a_colour_image_per_image(checkpoint, tmp_path, capsys):
     images = {"wide": random_image(90, 200, 8), "small": random_image(50, 70, 9)}
+    images["small2"] = random_image(50, 70, 10)
     paths = []
     for name, rgb in images.items():
         path = tmp_path / "in" / f"{name}.png"
@@ -233,20 +259,36 @@ def test_cli_predict_writes_metric_depth_and_a_colour_image_per_image(checkpoint
     assert main(base + ["--out", str(tmp_path / "plain")]) == 0
     out = capsys.readouterr().out
     assert "no intrinsics given (--fx): assuming the training camera scaled to each image" in out
-    assert "backend torch on cpu" in out
+    assert "backend torch on cpu" in out and "input fit pad" in out and "warning" not in out
     assert main(base + ["--out", str(tmp_path / "camera"), "--fx", "100"]) == 0
     assert "no intrinsics given" not in capsys.readouterr().out
+    assert main(base + ["--out", str(tmp_path / "stretch"), "--fx", "100", "--input-fit", "stretch"]) == 0
+    out = capsys.readouterr().out
+    # Stretched into 128x64 (2:1), 70x50 (1.4:1) looks 2/1.4 = 1.43x wider, 200x90 (2.22:1) 1.11x narrower:
+    # each warned about once, however many images of that camera.
+    assert out.count("warning: input_fit 'stretch': the network sees this 70x50 camera 1.43x wider") == 1
+    assert out.count("warning: input_fit 'stretch': the network sees this 200x90 camera 1.11x narrower") == 1
+    assert out.count("warning") == 2 and "may be off by up to 20 %" in out
     reference = DepthEstimator(checkpoint, backend="torch", device="cpu")
+    # Under pad the 200x90 image fills 128x58 of the input, the 70x50 one 90x64 (by hand: fit the long side).
+    content = {"wide": (128, 58), "small": (90, 64), "small2": (90, 64)}
     for name, rgb in images.items():
+        h, w = rgb.shape[:2]
         depth = np.load(tmp_path / "plain" / f"{name}.npy")
         assert depth.shape == rgb.shape[:2] and depth.dtype == np.float32
         np.testing.assert_allclose(depth, reference.predict(rgb), rtol=1e-6)
         png = cv2.imread(str(tmp_path / "plain" / f"{name}.png"))
         assert png.shape == rgb.shape and png.std() > 0
-        # --fx 100 on an image W px wide is fx = 100 * 128 / W at the network input.
+        # --fx = --fy = 100 on a W x H image padded into a cw x ch box: fx' = 100 cw / W, fy' = 100 ch / H.
+        cw, ch = content[name]
         scaled = np.load(tmp_path / "camera" / f"{name}.npy")
-        factor = 100.0 * NET_W / rgb.shape[1] / TRAIN_FOCAL
+        factor = np.sqrt(100.0 * cw / w * 100.0 * ch / h) / TRAIN_FOCAL
         np.testing.assert_allclose(scaled, factor * depth, rtol=1e-5)
+        # Stretched: fx' = 100 * 128 / W, fy' = 100 * 64 / H.
+        stretched = np.load(tmp_path / "stretch" / f"{name}.npy")
+        unscaled = DepthEstimator(checkpoint, backend="torch", device="cpu", input_fit="stretch").predict(rgb)
+        factor = np.sqrt(100.0 * NET_W / w * 100.0 * NET_H / h) / TRAIN_FOCAL
+        np.testing.assert_allclose(stretched, factor * unscaled, rtol=1e-5)
 
 
 def test_cli_predict_errors(checkpoint, tmp_path, capsys):
@@ -268,3 +310,7 @@ def test_cli_predict_errors(checkpoint, tmp_path, capsys):
         assert main(common + extra) == 2, extra
         err = capsys.readouterr().err
         assert err.startswith("fg-depth predict: error:") and re.search(message, err), err
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses a choice itself
+        main(common + ["--image", str(image), "--input-fit", "zoom"])
+    assert exit_info.value.code == 2
+    assert "argument --input-fit: invalid choice: 'zoom'" in capsys.readouterr().err

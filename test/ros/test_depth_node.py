@@ -240,9 +240,10 @@ def test_the_cloud_is_the_back_projection_of_the_published_depth_through_the_pub
         assert depth.shape == (out_h, out_w)
         np.testing.assert_allclose(k, intr.resized(out_w, out_h).matrix(), rtol=1e-12)
         if resolution == "network":
-            # Known model output: depth = (2 + 8 R) * f'/f_train at the network resolution.
+            # Known model output: depth = (2 + 8 R) * f'/f_train at the network resolution, f' = sqrt(fx fy)
+            # there (45 and 44 px: the image is at the network size).
             net = cv2.resize(rgb, (NET_W, NET_H), interpolation=cv2.INTER_AREA)
-            expected = expected_network_depth(net, intr.resized(NET_W, NET_H).fx, train_focal=TRAIN_FOCAL)
+            expected = expected_network_depth(net, math.sqrt(45.0 * 44.0), train_focal=TRAIN_FOCAL)
             np.testing.assert_array_equal(depth, expected)
         xyz = pointcloud_to_xyz(cloud)
         expected_points = _backprojection(depth, k, decimation, max_range or math.inf)

@@ -4,7 +4,7 @@ describes the published image.
 
 The scene is a tilted plane whose true depth Z(u, v) in the rectified view is known exactly. The test image
 encodes that depth in its red channel for the known-output model of depth_node_helpers (depth = 2 + 8 R,
-times f'/f_train, with f_train chosen so the factor is 1): the node's depth is the true depth exactly where
+times the focal factor, with f_train chosen so that it is 1): the node's depth is the true depth exactly where
 its undistortion is right. Raw images are made from the rectified one by the lens model itself (OpenCV's
 undistortPoints / fisheye.undistortPoints of every raw pixel), independently of the code under test.
 """
@@ -96,8 +96,10 @@ def context():
 
 
 def _model(tmp_path, p: np.ndarray):
-    # f_train = the rectified camera's focal at the network size: the focal factor is 1.
-    return write_linear_model(tmp_path / "linear.onnx", NET_W, NET_H, train_focal=p[0, 0] * NET_W / W)
+    # f_train = the rectified camera's focal sqrt(fx * fy) at the network size (same aspect): the focal
+    # factor is 1 (docs/METHOD.md, "Scale").
+    focal = float(np.sqrt(p[0, 0] * p[1, 1])) * NET_W / W
+    return write_linear_model(tmp_path / "linear.onnx", NET_W, NET_H, train_focal=focal)
 
 
 def _interior(mask: np.ndarray) -> np.ndarray:
