@@ -167,7 +167,9 @@ print(json.dumps({**report, "runs": len(fake_trt.runs), "held": cudart.held()}))
 def test_tensorrt_inference_on_an_engine_never_imports_torch(tmp_path):
     from gpu_fakes import FakeTensorRTRuntime, fake_depth
 
+    from fg_depth_core.config import InferenceConfig
     from fg_depth_core.deploy.estimator import postprocess, preprocess
+    from fg_depth_core.deploy.fit import plan_fit
     from fg_depth_core.deploy.model_info import ModelInfo
     from fg_depth_core.deploy.tensorrt_build import write_engine_info
 
@@ -189,5 +191,6 @@ def test_tensorrt_inference_on_an_engine_never_imports_torch(tmp_path):
     assert report["backend"] == "tensorrt" and report["runs"] == 1
     assert report["held"] == {"device": 0, "pinned": 0, "streams": 0}
     rgb = (np.arange(75 * 250 * 3) * 7 % 251).astype(np.uint8).reshape(75, 250, 3)
-    expected = postprocess(fake_depth(preprocess(rgb, 128, 64)), 1.0, (250, 75))
+    fit = plan_fit(InferenceConfig().input_fit, 250, 75, 128, 64)  # the estimator's default fit
+    expected = postprocess(fake_depth(preprocess(rgb, 128, 64, fit)), 1.0, (250, 75), fit)
     np.testing.assert_allclose(np.load(out), expected, rtol=1e-6)
