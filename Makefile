@@ -14,13 +14,18 @@ STAMP := $(VENV)/.fg-depth-setup.stamp
 # Folders whose Python must parse and run on 3.10 (the oldest supported version); missing ones are skipped.
 LINT_PATHS := $(wildcard fg_depth_core fg_depth_ros test bench launch tools) setup.py
 PYTEST_ARGS ?=
+# A folder of ROS 2 command-line tool wheels (ros2cli, launch, launch_ros, message_filters, ...) to install into
+# the venv, for the tests that run `ros2 launch`, `ros2 param` and friends on a machine without ROS. Empty: none
+# (on a ROS machine, source /opt/ros/$ROS_DISTRO/setup.bash instead). .ci/run sets it when ../shared has them.
+ROS2_CLI_WHEELS ?=
+CLI_STAMP := $(VENV)/.ros2-cli.stamp
 
 .PHONY: help setup lint docs test test-fast demo clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(STAMP)  ## build .venv (python3 -m venv + pinned pip install); does nothing when up to date
+setup: $(STAMP) $(if $(ROS2_CLI_WHEELS),$(CLI_STAMP))  ## build .venv (pinned pip install; ROS2_CLI_WHEELS=DIR adds the ROS 2 CLI)
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.py setup.cfg
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else \
@@ -28,6 +33,11 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.py setup.c
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -r requirements-dev.txt -c constraints.txt
 	$(VPY) -m pip install --no-deps --no-build-isolation -e .
+	touch $@
+
+$(CLI_STAMP): $(STAMP) $(wildcard $(ROS2_CLI_WHEELS)/*.whl)
+	@test -d "$(ROS2_CLI_WHEELS)" || { echo "ROS2_CLI_WHEELS=$(ROS2_CLI_WHEELS): no such folder" >&2; exit 1; }
+	$(VPY) -m pip install --no-index --no-deps $(ROS2_CLI_WHEELS)/*.whl
 	touch $@
 
 lint: setup  ## ruff (style, imports, 3.10 syntax) and vermin (3.10 library compatibility)

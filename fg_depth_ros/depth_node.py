@@ -31,7 +31,7 @@ from fg_depth_ros.conversions import ConversionError
 from fg_depth_ros.inputs import Frame, MonoInput, StereoInput
 from fg_depth_ros.node_params import NODE_NAME, PARAMETERS, NodeParamError, check_settings
 from fg_depth_ros.outputs import Outputs
-from fg_depth_ros.params import changed, declare
+from fg_depth_ros.params import changed, declare, help_requested, usage
 from fg_depth_ros.pipeline import (
     BadInput,
     decode_mono,
@@ -247,6 +247,9 @@ class DepthNode(Node):
 def main(args: Optional[List[str]] = None) -> int:
     """Console entry point: run the node until Ctrl-C / shutdown; returns the exit status (1 for a bad
     parameter or model, with the reason on stderr)."""
+    if help_requested(sys.argv if args is None else args):
+        print(usage(NODE_NAME, __doc__.split("\n\n")[0], PARAMETERS))
+        return 0
     rclpy.init(args=args)
     node: Optional[DepthNode] = None
     executor = SingleThreadedExecutor()

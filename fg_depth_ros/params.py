@@ -17,7 +17,7 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Type, TypeVar
 
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 
@@ -221,3 +221,29 @@ def changed(
             raise error(f"parameter '{name}' is read-only: restart {owner} to change it")
         updates[name] = check_value(table, name, value, error, owner)
     return check({**flatten(settings), **updates}) if updates else settings
+
+
+def help_requested(argv: Sequence[str]) -> bool:
+    """True when the command line (``sys.argv`` style: program first) asks for help outside its
+    ``--ros-args`` block (``ros2 run fg_depth_ros play --help``)."""
+    from rclpy.utilities import remove_ros_args
+
+    return any(arg in ("-h", "--help") for arg in remove_ros_args(list(argv))[1:])
+
+
+def usage(executable: str, summary: str, table: Mapping[str, Param]) -> str:
+    """The --help text of a node executable: how to run it and every parameter (type, default, rule)."""
+    lines = [
+        f"usage: ros2 run fg_depth_ros {executable} [--ros-args [-p NAME:=VALUE ...] [--params-file FILE]]",
+        "",
+        summary.replace("``", ""),
+        "",
+        "parameters:",
+    ]
+    for name, spec in table.items():
+        rules = "; ".join(r for r in (spec.spec.expected(), spec.spec.rule) if r)
+        kind = ROS_TYPES.get(spec.kind, spec.kind.__name__)
+        mode = "dynamic" if spec.dynamic else "read-only"
+        lines.append(f"  {name} ({kind}, default {spec.default!r}, {mode}{'; ' + rules if rules else ''})")
+        lines.append(f"      {spec.description}")
+    return "\n".join(lines)

@@ -38,7 +38,16 @@ from fg_depth_core.data.base import RawPair
 from fg_depth_core.errors import FgDepthError
 from fg_depth_ros.conversions import intrinsics_to_camera_info, rgb_to_image
 from fg_depth_ros.node_params import MODES
-from fg_depth_ros.params import Param, ParamError, build, declare, param, parameter_table
+from fg_depth_ros.params import (
+    Param,
+    ParamError,
+    build,
+    declare,
+    help_requested,
+    param,
+    parameter_table,
+    usage,
+)
 from fg_depth_ros.qos import PROFILES, profile
 
 DATASETS = ("synth", "folder", "kitti")
@@ -282,6 +291,9 @@ class DatasetPlayer(Node):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Console entry point: run the player until the last frame (or Ctrl-C); returns the exit status."""
+    if help_requested(sys.argv if args is None else args):
+        print(usage("play", __doc__.split("\n\n")[0], PARAMETERS))
+        return 0
     rclpy.init(args=args)
     node: Optional[DatasetPlayer] = None
     try:
