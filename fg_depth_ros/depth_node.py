@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
@@ -63,6 +63,8 @@ class DepthNode(Node):
         super().__init__(node_name, parameter_overrides=overrides, **node_kwargs)
         self._worker: Optional[NewestOnlyWorker] = None
         self.scale: Optional[StereoScale] = None
+        #: The residual notes of the stereo calibration last logged (logged again only when they change).
+        self._rig_notes: Tuple[str, ...] = ()
         try:
             self._setup()
         except BaseException:
@@ -109,15 +111,14 @@ class DepthNode(Node):
         topics = self.input.topics
         if self.stereo:
             camera = decode_stereo(*frame.images, *frame.infos, topics)
+            self._note_calibration(camera.rig.notes, topics)
         else:
             camera = decode_mono(frame.images[0], frame.infos[0], s.rectified, topics)
         # Read once: the scale worker may update it while this frame goes out.
         scale = self.scale.value if self.scale is not None else 1.0
         result = estimate_depth(self.estimator, camera, s.output_resolution, self.limits, scale)
         if self.scale is not None:
-            self.scale.submit(
-                camera.rgb, camera.right, camera.intrinsics, camera.baseline, result.network_depth
-            )
+            self.scale.submit(camera.rgb, camera.right, camera.rig, result.network_depth)
         header = frame.images[0].header
         self.outputs.publish_depth(result, header)
         # Plain nanoseconds: a camera clock slightly ahead gives a negative age, which rclpy's Duration
@@ -126,6 +127,16 @@ class DepthNode(Node):
         self.stats.depth_published(time.monotonic(), received_at, stamp_age, result.inference)
         self.outputs.publish_extras(result, camera, header, s, self.limits)
         self.stats.processing.add(time.monotonic() - start)
+
+    def _note_calibration(self, notes: Tuple[str, ...], topics: Dict[str, str]) -> None:
+        """Warn once per calibration about the residuals its rig accepted (not per frame): the notes carry
+        the numbers, so a new calibration with other residuals is reported again."""
+        if notes and notes != self._rig_notes:
+            where = f"{topics['left/camera_info']}, {topics['right/camera_info']}"
+            self.get_logger().warning(
+                f"{where}: stereo calibration accepted with residuals: " + "; ".join(notes)
+            )
+        self._rig_notes = notes
 
     # ------------------------------------------------------------------------------------------ problems
 

@@ -15,7 +15,7 @@ from typing import Mapping, Optional, Tuple
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
-from fg_depth_core.camera import Intrinsics
+from fg_depth_core.camera import Intrinsics, StereoRig
 from fg_depth_core.deploy.estimator import DepthEstimator, postprocess
 from fg_depth_core.errors import FgDepthError
 from fg_depth_ros.conversions import camera_info_to_intrinsics, image_to_rgb, stereo_rig_from_infos
@@ -33,12 +33,18 @@ class BadInput(FgDepthError, ValueError):
 @dataclass(frozen=True)
 class CameraFrame:
     """A decoded input: the (left) image (H,W,3) uint8 RGB and its intrinsics; for stereo also the right
-    image (same size) and the baseline in metres (0 for mono)."""
+    image (same size) and the rig (fg_depth_core.camera.StereoRig: baseline, disparity offset, notes on
+    accepted calibration residuals) at the images' size."""
 
     rgb: np.ndarray
     intrinsics: Intrinsics
     right: Optional[np.ndarray] = None
-    baseline: float = 0.0
+    rig: Optional[StereoRig] = None
+
+    @property
+    def baseline(self) -> float:
+        """The rig's baseline in metres (0 for mono)."""
+        return self.rig.baseline if self.rig is not None else 0.0
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,9 @@ def decode_mono(image: Image, info: CameraInfo, rectified: bool, topics: Mapping
 def decode_stereo(
     left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo, topics: Mapping[str, str]
 ) -> CameraFrame:
-    """The camera frame of a rectified stereo pair: both images, the left intrinsics and the baseline."""
+    """The camera frame of a rectified stereo pair: both images, the left intrinsics and the rig of the two
+    camera infos (any disparity offset cx_r - cx_l; residuals within bounds go into ``rig.notes``, for the
+    node to log once per calibration)."""
     left_rgb = image_to_rgb(left, topics["left/image_rect"])
     right_rgb = image_to_rgb(right, topics["right/image_rect"])
     if left_rgb.shape != right_rgb.shape:
@@ -121,7 +129,7 @@ def decode_stereo(
         left_info, right_info, f"{topics['left/camera_info']}, {topics['right/camera_info']}"
     )
     check_size(rig.intrinsics, left_rgb, topics["left/camera_info"], topics["left/image_rect"])
-    return CameraFrame(left_rgb, rig.intrinsics, right_rgb, rig.baseline)
+    return CameraFrame(left_rgb, rig.intrinsics, right_rgb, rig)
 
 
 def clamp_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:

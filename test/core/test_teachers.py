@@ -257,9 +257,9 @@ class CountingTeacher(Teacher):
     def identity(self) -> Dict[str, Any]:
         return self.inner.identity()
 
-    def _flow(self, target, source, target_is_left):
+    def _flow(self, target, source, target_is_left, doffs):
         self.calls.append(target.shape[0])
-        return self.inner.flow(target, source, target_is_left)
+        return self.inner.flow(target, source, target_is_left, doffs)
 
 
 def test_cache_hit_returns_identical_arrays(frame, tmp_path):
