@@ -281,3 +281,86 @@ def test_flip_swap_of_a_pair_with_a_disparity_offset_stays_a_rig_with_that_offse
     # Mirroring the offset's sign (or forgetting it) would not.
     recon, _ = depth_warp(out["right"], out["depth_left"], out["focal"], out["baseline"], -out["doffs"])
     assert np.median(pe(out["left"], recon, 0.85)[0, 0].numpy()[core]) > 0.05
+
+
+# ------------------------------------------------------------------------------------------ bags
+
+
+def _extracted_depth_errors(out: Path, frame: RigFrame) -> dict:
+    """SGBM pseudo depth of the first extracted pair against the rendered truth, in the extracted crop."""
+    h, w = frame.depth.shape
+    data = StereoFolder(out, w, h)
+    pair = data.load(0)
+    k = pair.rig.intrinsics
+    # The crop shifts the principal point: its offset recovers the crop window.
+    x0 = int(round(frame.p_left[0, 2] - k.cx))
+    y0 = int(round(frame.p_left[1, 2] - k.cy))
+    ch, cw = pair.left.shape[:2]
+    window = (slice(y0, y0 + ch), slice(x0, x0 + cw))
+    cropped = RigFrame(
+        pair.left, pair.right, frame.depth[window], frame.disparity[window], frame.depth_right[window],
+        frame.p_left, frame.p_right, pair.rig, frame.world_scale,
+    )  # fmt: skip
+    sample = WithTeacher(StereoFolder(out, cw, ch), SgbmTeacher(SGBM))[0]
+    depth, ok = pseudo_depth(sample["flow_lr"][None], sample["focal"], sample["baseline"], sample["doffs"])
+    ok = (ok & sample["valid_lr"][None])[0, 0].numpy()
+    return _depth_errors(depth[0, 0].numpy(), ok, cropped, cropped.depth)
+
+
+@pytest.mark.parametrize("name", ["euroc_v1", "middlebury_motorcycle", "kitti_2011_09_26"])
+def test_a_bag_with_a_published_calibration_trains_on_true_geometry(name, frames, tmp_path, capsys):
+    from bag_helpers import BagSpec, RawCamera, write_stereo_bag
+
+    from fg_depth_core.cli import main as cli_main
+    from fg_depth_core.config import BagConfig
+    from fg_depth_core.data.bag import extract_bag
+
+    calib, frame = CALIBRATIONS[name], frames[name]
+    h, w = frame.depth.shape
+    if name == "euroc_v1":
+        # The recorded images are EuRoC's raw ones: its K, plumb_bob D and rectifying R, here at 320 px.
+        raw = {side: _scaled_raw(EUROC_RAW[side], w / calib.width, h / calib.height) for side in EUROC_RAW}
+        spec = BagSpec(
+            frames=2, p_override={"left": frame.p_left, "right": frame.p_right},
+            cameras={side: RawCamera(c["k"], c["d"], c["r"]) for side, c in raw.items()},
+        )  # fmt: skip
+    else:
+        spec = BagSpec(frames=2, distort=False, p_override={"left": frame.p_left, "right": frame.p_right})
+    bag = write_stereo_bag(tmp_path / "bag", [frame, frame], spec)
+    said = []
+    topics = {"left": "/stereo/left/image_raw", "right": "/stereo/right/image_raw"}
+    cfg = BagConfig(left_topic=topics["left"], right_topic=topics["right"])
+    out = extract_bag(bag, cfg, tmp_path / "x", log=said.append)
+    stats = _extracted_depth_errors(out, frame)
+    assert stats["coverage"] > 0.6 and stats["median"] < MEDIAN_REL and stats["within_10"] > WITHIN_10, stats
+    rig = StereoFolder(out, w, h).load(0).rig if name != "euroc_v1" else None
+    if rig is not None:  # used as recorded: the rig of the two P, its offset in calib.yaml
+        assert rig.doffs == pytest.approx(frame.rig.doffs, abs=1e-6)
+        assert rig.baseline == pytest.approx(frame.rig.baseline, rel=1e-9)
+    accepted = [line for line in said if line.startswith("calibration residual accepted: ")]
+    assert len(accepted) == len(frame.rig.notes)
+    assert cli_main(["bag-info", str(bag), "--left", topics["left"], "--right", topics["right"]]) == 0
+    text = capsys.readouterr().out
+    assert f"disparity offset cx_r - cx_l: {frame.rig.doffs:.3f} px" in text
+    assert text.count("calibration residual accepted: ") == len(frame.rig.notes)
+
+
+def test_the_training_loss_at_the_true_depth_is_low_only_with_the_offset(frames, tmp_path):
+    from fg_depth_core.config import LossConfig
+    from fg_depth_core.losses import total_loss
+
+    frame = frames["middlebury_motorcycle"]
+    h, w = frame.depth.shape
+    sample = WithTeacher(StereoFolder(_middlebury_folder(tmp_path, frame), w, h), SgbmTeacher(SGBM))[0]
+    truth = torch.from_numpy(np.where(np.isfinite(frame.depth), frame.depth, 1e4))[None, None]
+    args = [sample[k][None] for k in ("left", "right", "flow_lr", "valid_lr")]
+    args += [sample["focal"][None], sample["baseline"][None], LossConfig()]
+    _, right = total_loss([truth], *args, sample["doffs"][None])
+    _, wrong = total_loss([truth], *args)
+    # With the offset the teacher's pseudo depth covers the scene (M_fp, which also masks L_ph) and agrees
+    # with the truth better than with a 20 % error (L_dr), and the truth warps the right view onto the left
+    # (L_ph); without the offset the teacher's disparities mean no depth, and M_fp is all but empty.
+    assert right["mask_prior"].float().mean() > 0.5 > 0.05 > wrong["mask_prior"].float().mean()
+    _, off = total_loss([truth * 1.2], *args, sample["doffs"][None])
+    assert float(right["dr"]) < 0.8 * float(off["dr"])
+    assert float(right["photometric"]) < 0.05
