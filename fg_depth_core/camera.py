@@ -185,8 +185,9 @@ class StereoRig:
 #: Largest accepted offset of the right camera from the left, vertically (ty) or along the optical axis (tz),
 #: as a fraction of the baseline. A vertical offset moves a point's row in the right view by ty / B * (its
 #: disparity + doffs) pixels: at this bound a point 50 px of disparity away is one row off, which semi-global
-#: matching's blocks still absorb. A depth offset scales x_r by Z / (Z - tz): the depth error is about
-#: tz / B * |x - cx| / fx, under 1 % at the edge of a 60 degree view. KITTI 2011_09_26 has ty/B = 0.52 %.
+#: matching's blocks still absorb. A depth offset scales x_r - cx_r by Z / (Z - tz): the depth error is about
+#: tz / B * |x - cx| / fx, about 1 % at the edge of a 60 degree view. KITTI 2011_09_26 has ty/B = 0.52 % and
+#: tz/B = 0.003 %.
 RIG_MAX_OFFSET_RATIO = 0.02
 #: Largest accepted relative difference between the two P's fx (or fy). Rectification gives both views one
 #: focal length; a difference is rounding or a hand-edited file. It moves a column by that fraction of its

@@ -434,3 +434,10 @@ def test_sgbm_searches_from_the_rigs_offset_per_sample_and_the_cache_keys_on_it(
     assert torch.equal(cached.flow(left, right, doffs=12.0).flow, both.flow[:1]) and cached.hits == 1
     with pytest.raises(TeacherError, match=r"teacher doffs: expected one finite disparity offset .* of 2"):
         teacher.flow(torch.cat((left, left)), torch.cat((right, right)), doffs=[1.0, 2.0, 3.0])
+    # The command line takes the offset too.
+    left_png, right_png, config = _write_pair(shifted, tmp_path)
+    out = tmp_path / "disp.npy"
+    argv = ["teacher", "--method", "sgbm", "--left", left_png, "--right", right_png, "--out", str(out),
+            "--config", config, "--doffs", "12"]  # fmt: skip
+    assert main(argv) == 0
+    assert _agreement(np.load(out), shifted.disparity_left)["within_1px"] > 0.97
