@@ -47,9 +47,9 @@ def region_metrics(checkpoints: List[str], world: str, frames: int) -> Dict[str,
         s = dataset[i]
         gt = s["depth_left"][0].numpy()
         with torch.no_grad():
-            out = teacher.flow(s["left"][None], s["right"][None])
+            out = teacher.flow(s["left"][None], s["right"][None], doffs=float(s["doffs"]))
             delta = cfg.loss.prior_mask_max_depth
-            mask = prior_flow_mask(out.flow, out.valid, s["focal"], s["baseline"], delta)
+            mask = prior_flow_mask(out.flow, out.valid, s["focal"], s["baseline"], delta, s["doffs"])
         # The mask lives at the network input size; ground truth at its own: nearest keeps it boolean.
         mask = resize_to(mask.float(), gt.shape[0], gt.shape[1], mode="nearest")[0, 0].numpy() > 0.5
         valid = (gt >= lo) & (gt <= hi)

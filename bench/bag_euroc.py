@@ -140,20 +140,27 @@ def rectification_quality(args: argparse.Namespace, out: Path) -> Dict[str, Dict
 # ------------------------------------------------------------------------------------------ training
 
 
+def teacher_depth(output: Any, sample: Dict[str, Any]) -> np.ndarray:
+    """The teacher's depth f * B / (d + doffs) (H,W) metres of a sample's rig, NaN where it has none."""
+    from fg_depth_core.geometry_np import depth_from_disparity
+    from fg_depth_core.teachers import teacher_disparity
+
+    rig = (float(sample[k]) for k in ("focal", "baseline", "doffs"))
+    depth, valid = depth_from_disparity(teacher_disparity(output), *rig)
+    return np.where(valid, depth, np.nan)
+
+
 def teacher_agreement(net: torch.nn.Module, dataset: Any, teacher: Any, cfg: Any) -> Dict[str, float]:
     """AbsRel and delta<1.25 of the network's depth against the teacher's stereo depth, over ``dataset``,
     where the teacher is valid and its depth is in the evaluation range."""
     from fg_depth_core.metrics import depth_metrics
-    from fg_depth_core.teachers import teacher_disparity
-
     refs, preds = [], []
     for i in range(len(dataset)):
         s = dataset[i]
         with torch.no_grad():
-            out = teacher.flow(s["left"][None], s["right"][None])
+            out = teacher.flow(s["left"][None], s["right"][None], doffs=float(s["doffs"]))
             depth = net.predict(s["left"][None])[0, 0].numpy()
-        disparity = teacher_disparity(out)
-        ref = float(s["focal"]) * float(s["baseline"]) / np.where(disparity > 0, disparity, np.nan)
+        ref = teacher_depth(out, s)
         valid = np.isfinite(ref) & (ref >= cfg.eval.min_depth) & (ref <= cfg.eval.max_depth)
         refs.append(ref[valid])
         preds.append(np.clip(depth[valid], cfg.eval.min_depth, cfg.eval.max_depth))
@@ -165,14 +172,12 @@ def picture(net: torch.nn.Module, dataset: Any, teacher: Any, cfg: Any, path: Pa
     """left | network depth | teacher depth of the first held-out frame, one colour scale."""
     import cv2
 
-    from fg_depth_core.teachers import teacher_disparity
     from fg_depth_core.visualize import colorize_depth
 
     s = dataset[0]
     with torch.no_grad():
         depth = net.predict(s["left"][None])[0, 0].numpy()
-        disparity = teacher_disparity(teacher.flow(s["left"][None], s["right"][None]))
-    ref = float(s["focal"]) * float(s["baseline"]) / np.where(disparity > 0, disparity, np.nan)
+        ref = teacher_depth(teacher.flow(s["left"][None], s["right"][None], doffs=float(s["doffs"])), s)
     # The colour scale spans the scene's depths (the teacher's 5th to 95th percentile), not the eval range.
     lo, hi = (float(np.nanpercentile(ref, q)) for q in (5, 95))
     left = (s["left"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)

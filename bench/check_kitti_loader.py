@@ -63,8 +63,10 @@ def main(argv=None) -> int:
         f"baseline={raw.rig.baseline:.6f} m (fx*B = {k.fx * raw.rig.baseline:.2f} px*m)"
     )
     sample = data[args.index]
-    focal, baseline = float(sample["focal"]), float(sample["baseline"])
-    print(f"rig at {width}x{height}: focal={focal:.4f} px, baseline={baseline:.6f} m")
+    focal, baseline, doffs = (float(sample[k]) for k in ("focal", "baseline", "doffs"))
+    print(f"rig at {width}x{height}: focal={focal:.4f} px, baseline={baseline:.6f} m, doffs={doffs:.4f} px")
+    for note in raw.rig.notes:
+        print(f"calibration residual accepted: {note}")
     sources = collections.Counter(data.depth_source(i) for i in range(len(data)))
     print("ground truth per frame: " + ", ".join(f"{s}: {n}" for s, n in sorted(sources.items(), key=str)))
     test = {frame.line() for frame in read_split("eigen/test")}
@@ -76,10 +78,10 @@ def main(argv=None) -> int:
     cfg.sgbm.num_disparities = args.num_disparities or 16 * math.ceil(focal * baseline / 2.0 / 16)
     cfg.validate("teacher")
     teacher = build_teacher(cfg, "cpu", use_cache=False)
-    output = teacher.flow(sample["left"][None], sample["right"][None], target_is_left=True)
+    output = teacher.flow(sample["left"][None], sample["right"][None], target_is_left=True, doffs=doffs)
     disparity = teacher_disparity(output)
     valid = np.isfinite(disparity)
-    depth = focal * baseline / disparity[valid]
+    depth = focal * baseline / (disparity[valid] + doffs)
     print(
         f"SGBM teacher at {width}x{height}, num_disparities={cfg.sgbm.num_disparities}: "
         f"{valid.mean():.1%} valid, median disparity {np.median(disparity[valid]):.2f} px, "

@@ -47,9 +47,10 @@ def main() -> int:
         raw = render_frame(cfg.data.synth, "test", i)
         s = to_sample(raw, width, height, i)
         with torch.no_grad():
-            out = teacher.flow(s["left"][None], s["right"][None])
-        mask = prior_flow_mask(out.flow, out.valid, s["focal"], s["baseline"], cfg.loss.prior_mask_max_depth)
-        depth, _ = pseudo_depth(out.flow, s["focal"], s["baseline"])
+            out = teacher.flow(s["left"][None], s["right"][None], doffs=float(s["doffs"]))
+        rig = (s["focal"], s["baseline"])
+        mask = prior_flow_mask(out.flow, out.valid, *rig, cfg.loss.prior_mask_max_depth, s["doffs"])
+        depth, _ = pseudo_depth(out.flow, *rig, s["doffs"])
         # Ground truth down to the teacher's grid (nearest: no mixing across depth edges).
         gt = resize_to(
             torch.from_numpy(np.nan_to_num(raw.depth_left, posinf=0.0))[None, None],

@@ -9,7 +9,9 @@ Batch layout (a dict of tensors on one device; B samples of H x W pixels; right 
   source (≈ -disparity), and its validity (B,1,H,W) (bool or float 0/1).
 - "flow_rl", "valid_rl": the same with the right view as target and the left as source (≈ +disparity).
 - "depth_left", "depth_right": optional ground-truth depth (B,1,H,W) metres.
-- "K": (B,3,3) intrinsics of both views at (H,W); "focal": (B,) pixels; "baseline": (B,) metres.
+- "K": (B,3,3) intrinsics of the left view at (H,W); "focal": (B,) pixels; "baseline": (B,) metres; "doffs":
+  (B,) pixels, the disparity offset cx_r - cx_l (optional, 0 when absent; the right view's K is K with
+  cx + doffs).
 - Added by :func:`color_jitter`: "left_aug", "right_aug" (B,3,H,W), the jittered views the network sees.
 
 Teacher and depth keys are optional (a preset without a teacher has none), but come in complete pairs.
@@ -81,14 +83,16 @@ def flip_swap(batch: Batch, cfg: AugmentConfig, generator: Optional[torch.Genera
 
     A flipped sample has left' = mirror(right), right' = mirror(left), flow_lr' = mirror_flow(flow_rl),
     flow_rl' = mirror_flow(flow_lr) (validity mirrored and swapped likewise), depths mirrored and swapped, and
-    K's cx -> W - 1 - cx.
+    K's cx -> W - 1 - cx_r = W - 1 - (cx + doffs) (the mirrored right view is the new left one); f, B and
+    "doffs" stay (fg_depth_core.camera.StereoRig.flip_swapped).
 
     Why this is again a rectified pair with the right camera at +B: mirroring the image is mirroring the
     world, x -> -x. In the mirrored world the old right camera sits at -B and the old left at 0, so the old
     right camera is now the left one and the old left camera sits +B to its right. The cameras stay parallel
     with the same f, B and rows, a point's disparity keeps its sign and value, and the teacher's right->left
     flow (+d) becomes, mirrored (x negated), the new left->right flow (-d). Each mirrored image is seen by a
-    pinhole with cx' = W - 1 - cx (pixel centres at integers), shared by both views.
+    pinhole with cx' = W - 1 - cx of its own camera (pixel centres at integers), so the offset cx_r - cx_l
+    keeps its value.
     """
     n = _batch_size(batch)
     pairs = SWAP_PAIRS + (("flow_lr", "flow_rl"),)
@@ -111,7 +115,8 @@ def flip_swap(batch: Batch, cfg: AugmentConfig, generator: Optional[torch.Genera
         k = batch["K"].clone()
         width = batch["left"].shape[-1]
         cx = k[:, 0, 2]
-        k[:, 0, 2] = _select(flip, (width - 1) - cx, cx)
+        cx_right = cx + batch["doffs"].to(cx) if "doffs" in batch else cx
+        k[:, 0, 2] = _select(flip, (width - 1) - cx_right, cx)
         out["K"] = k
     return out
 
@@ -120,8 +125,9 @@ def flip_swap(batch: Batch, cfg: AugmentConfig, generator: Optional[torch.Genera
 
 
 def _same_rig(batch: Batch, i: int, j: int) -> bool:
-    """Samples i and j share focal length and baseline (exact equality: both come from the same file)."""
-    for key in ("focal", "baseline"):
+    """Samples i and j share focal length, baseline and disparity offset (exact equality: both come from the
+    same file)."""
+    for key in ("focal", "baseline", "doffs"):
         if key in batch and bool(batch[key][i] != batch[key][j]):
             return False
     return True
@@ -145,10 +151,11 @@ def graft(batch: Batch, cfg: AugmentConfig, generator: Optional[torch.Generator]
     all of them vertically by -round(r H) rows (the grafted rows move to the top).
 
     Whole rows move identically in both views, so the horizontal stereo geometry stays exact, provided both
-    samples share focal length and baseline: a sample is only grafted with a partner of equal "focal" and
-    "baseline" (when those keys exist), and stays unchanged if it has none. Teacher validity is cleared where
-    a flow's vertical component would sample across a seam. "K" is left as is: the depth warp uses only f,
-    B and rows, while a grafted image is no longer a single pinhole view vertically.
+    samples share focal length, baseline and disparity offset: a sample is only grafted with a partner of
+    equal "focal", "baseline" and "doffs" (when those keys exist), and stays unchanged if it has none.
+    Teacher validity is cleared where a flow's vertical component would sample across a seam. "K" is left as
+    is: the depth warp uses only f, B, doffs and rows, while a grafted image is no longer a single pinhole
+    view vertically.
     """
     n = _batch_size(batch)
     height = batch["left"].shape[-2]

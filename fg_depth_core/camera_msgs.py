@@ -249,12 +249,16 @@ def camera_info_to_intrinsics(msg: Any, rectified: bool = True, what: str = "") 
 
 
 def stereo_rig_from_infos(left: Any, right: Any, what: str = "") -> StereoRig:
-    """The rectified rig (left intrinsics, baseline in metres) of a stereo pair's camera infos.
+    """The rectified rig of a stereo pair's camera infos (fg_depth_core.camera.StereoRig.from_projections):
+    the left intrinsics of the images (after binning / ROI), the baseline B = Tx_l / fx_l - Tx_r / fx_r in
+    metres, the disparity offset cx_r - cx_l in pixels of the images, and notes on accepted residuals (a
+    vertical or depth offset of the right camera, fx / fy / cy differing a little between the two P) that
+    the caller logs once per calibration.
 
-    The baseline comes from the P matrices (P_right[0,3] = -fx * B, fg_depth_core.camera.StereoRig). Raises
-    ConversionError when the infos do not describe a horizontally rectified pair: sizes differ, P missing,
-    fx / fy / cx / cy differ between the two P, a vertical or depth offset, or a baseline <= 0 (cameras
-    swapped).
+    Raises ConversionError when the infos do not describe a rectified pair: sizes differ, a P is missing, the
+    right camera is not at +x (swapped cameras, or a right Tx of the wrong sign), or a residual beyond its
+    bound (fg_depth_core.camera.RIG_MAX_OFFSET_RATIO, RIG_MAX_FOCAL_MISMATCH, RIG_MAX_ROW_OFFSET); the text
+    names the numbers and the bound.
     """
     prefix = what_prefix(what)
     if (left.width, left.height) != (right.width, right.height):
@@ -263,7 +267,7 @@ def stereo_rig_from_infos(left: Any, right: Any, what: str = "") -> StereoRig:
             f"{right.width}x{right.height}"
         )
     kl = camera_info_to_intrinsics(left, True, f"{prefix}left")
-    camera_info_to_intrinsics(right, True, f"{prefix}right")
+    kr = camera_info_to_intrinsics(right, True, f"{prefix}right")
     pl = info_matrix(left.p, (3, 4), "P", f"{prefix}left")
     pr = info_matrix(right.p, (3, 4), "P", f"{prefix}right")
     for side, p in (("left", pl), ("right", pr)):
@@ -271,21 +275,11 @@ def stereo_rig_from_infos(left: Any, right: Any, what: str = "") -> StereoRig:
             raise ConversionError(
                 f"{prefix}{side} camera_info P is all zero: a stereo pair needs rectified P"
             )
-        if abs(p[1, 3]) > 1e-9 * max(1.0, abs(p[0, 0])) or abs(p[2, 3]) > 1e-9:
-            raise ConversionError(
-                f"{prefix}{side} camera_info P has a vertical or depth offset (P[1,3]={p[1, 3]}, "
-                f"P[2,3]={p[2, 3]}); only horizontal rectified pairs are supported"
-            )
-    # Rectification gives both cameras one K (OpenCV's CALIB_ZERO_DISPARITY); allow float rounding only.
-    for name, (row, col) in (("fx", (0, 0)), ("fy", (1, 1)), ("cx", (0, 2)), ("cy", (1, 2))):
-        a, b = pl[row, col], pr[row, col]
-        if abs(a - b) > 1e-4 * max(1.0, abs(a)):
-            raise ConversionError(
-                f"{prefix}P matrices differ in {name} (left {a}, right {b}): not a rectified pair"
-            )
     try:
-        rig = StereoRig.from_projections(pl, pr, kl.width, kl.height)
+        labels = ("left camera_info P", "right camera_info P")
+        rig = StereoRig.from_projections(pl, pr, int(left.width), int(left.height), labels, "camera_info P")
+        # from_projections reads the full-frame P: the images' own (binned / cropped) intrinsics give the
+        # left camera and, each view having its own ROI, the offset between the two views' cx.
+        return StereoRig(kl, rig.baseline, kr.cx - kl.cx, rig.notes)
     except CameraError as exc:
-        raise ConversionError(f"{prefix}camera_info P: {exc} (is right P[0,3] = -fx * baseline?)") from None
-    # from_projections reads the unbinned P: use the (binned/cropped) left intrinsics of the images.
-    return StereoRig(kl, rig.baseline)
+        raise ConversionError(f"{prefix}{exc}") from None

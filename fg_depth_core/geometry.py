@@ -2,8 +2,10 @@
 
 Shapes: images (B,C,H,W); depth, disparity and masks (B,1,H,W); flow and pixel coordinates (B,2,H,W) with
 channel 0 = x (pixels, right) and channel 1 = y (pixels, down); focal lengths (B,) pixels; baselines (B,)
-metres; K (B,3,3). Pixel centres sit at integer coordinates. The right camera is at +B along x, so a point at
-left pixel x appears in the right image at x - d with disparity d = f * B / Z (docs/METHOD.md, "Notation").
+metres; disparity offsets doffs = cx_r - cx_l (B,) pixels; K (B,3,3). Pixel centres sit at integer
+coordinates. The right camera is at +B along x, so a point at left pixel x and depth Z appears in the right
+image at x - d with the image disparity d = f * B / Z - doffs, and Z = f * B / (d + doffs)
+(fg_depth_core.camera.StereoRig; docs/METHOD.md, "Notation"). doffs defaults to 0 (one K for both views).
 """
 
 from __future__ import annotations
@@ -16,26 +18,39 @@ import torch.nn.functional as F
 Scalar = Union[float, torch.Tensor]
 
 
+def _nonzero(value: Scalar) -> bool:
+    """False only for a plain number 0 (the default doffs): then the offset arithmetic is skipped."""
+    return isinstance(value, torch.Tensor) or float(value) != 0.0
+
+
 def _per_sample(value: Scalar, like: torch.Tensor) -> torch.Tensor:
     """Broadcast a scalar or (B,) tensor to (B,1,1,1) on ``like``'s device and dtype."""
     t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     return t.reshape(-1, 1, 1, 1) if t.ndim else t
 
 
-def disparity_from_depth(depth: torch.Tensor, focal: Scalar, baseline: Scalar) -> torch.Tensor:
-    """Disparity (pixels) d = f * B / Z from depth Z (metres), (B,1,H,W)."""
-    return _per_sample(focal, depth) * _per_sample(baseline, depth) / depth
+def disparity_from_depth(
+    depth: torch.Tensor, focal: Scalar, baseline: Scalar, doffs: Scalar = 0.0
+) -> torch.Tensor:
+    """Image disparity (pixels) d = x_l - x_r = f * B / Z - doffs from depth Z (metres), (B,1,H,W).
+
+    With doffs = 0 this is f * B / Z, the inverse depth in pixels (what the smoothness term regularises).
+    """
+    disparity = _per_sample(focal, depth) * _per_sample(baseline, depth) / depth
+    return disparity - _per_sample(doffs, depth) if _nonzero(doffs) else disparity
 
 
 def depth_from_disparity(
-    disparity: torch.Tensor, focal: Scalar, baseline: Scalar
+    disparity: torch.Tensor, focal: Scalar, baseline: Scalar, doffs: Scalar = 0.0
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Depth Z = f * B / d (metres) and its validity (d finite and > 0), both (B,1,H,W).
+    """Depth Z = f * B / (d + doffs) (metres) from image disparity d, and its validity (d finite and
+    d + doffs > 0), both (B,1,H,W).
 
     Invalid pixels hold depth 0 so that masked arithmetic stays finite.
     """
-    valid = torch.isfinite(disparity) & (disparity > 0)
-    safe = torch.where(valid, disparity, torch.ones_like(disparity))
+    shifted = disparity + _per_sample(doffs, disparity) if _nonzero(doffs) else disparity
+    valid = torch.isfinite(shifted) & (shifted > 0)
+    safe = torch.where(valid, shifted, torch.ones_like(shifted))
     depth = _per_sample(focal, disparity) * _per_sample(baseline, disparity) / safe
     return torch.where(valid, depth, torch.zeros_like(depth)), valid
 
@@ -90,11 +105,12 @@ def flow_warp(source: torch.Tensor, flow: torch.Tensor) -> Tuple[torch.Tensor, t
 
 
 def depth_warp(
-    source: torch.Tensor, depth: torch.Tensor, focal: Scalar, baseline: Scalar
+    source: torch.Tensor, depth: torch.Tensor, focal: Scalar, baseline: Scalar, doffs: Scalar = 0.0
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Reconstruct the left target from the right ``source`` with target depth (metres):
-    I_t^s(p) = I_s(p - (f * B / D(p), 0)). Returns (B,C,H,W) and the in-view mask (B,1,H,W)."""
-    return flow_warp(source, flow_from_disparity(disparity_from_depth(depth, focal, baseline)))
+    I_t^s(p) = I_s(x - f * B / D(p) + doffs, y), the right-image column of left pixel p. Returns (B,C,H,W)
+    and the in-view mask (B,1,H,W)."""
+    return flow_warp(source, flow_from_disparity(disparity_from_depth(depth, focal, baseline, doffs)))
 
 
 def mirror(t: torch.Tensor) -> torch.Tensor:

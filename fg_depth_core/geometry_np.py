@@ -2,7 +2,8 @@
 model): back-projection and depth <-> disparity of one image.
 
 Same conventions as geometry.py (pixel centres at integer coordinates, x right, y down, optical frame; the
-right camera at +B along x, d = f * B / Z), for single images: depth and disparity (H,W), points (3,H,W).
+right camera at +B along x, image disparity d = f * B / Z - doffs with doffs = cx_r - cx_l), for single
+images: depth and disparity (H,W), points (3,H,W).
 test/core/test_geometry.py checks that each function equals its torch twin.
 """
 
@@ -25,20 +26,23 @@ def backproject(depth: np.ndarray, k: np.ndarray) -> np.ndarray:
     return np.stack((x, y, z))
 
 
-def disparity_from_depth(depth: np.ndarray, focal: float, baseline: float) -> np.ndarray:
-    """Disparity (H,W) float32 pixels d = f * B / Z from depth Z (metres): Z = 0 gives inf, Z = inf gives 0
-    (geometry.disparity_from_depth)."""
+def disparity_from_depth(depth: np.ndarray, focal: float, baseline: float, doffs: float = 0.0) -> np.ndarray:
+    """Image disparity (H,W) float32 pixels d = f * B / Z - doffs from depth Z (metres): Z = 0 gives inf,
+    Z = inf gives -doffs (geometry.disparity_from_depth)."""
     z = np.asarray(depth, dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (np.float32(focal) * np.float32(baseline) / z).astype(np.float32, copy=False)
+        disparity = (np.float32(focal) * np.float32(baseline) / z).astype(np.float32, copy=False)
+    return disparity - np.float32(doffs) if doffs else disparity
 
 
 def depth_from_disparity(
-    disparity: np.ndarray, focal: float, baseline: float
+    disparity: np.ndarray, focal: float, baseline: float, doffs: float = 0.0
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Depth Z = f * B / d (H,W) float32 metres and its validity (d finite and > 0); invalid pixels hold 0
-    (geometry.depth_from_disparity)."""
+    """Depth Z = f * B / (d + doffs) (H,W) float32 metres from image disparity d and its validity (d finite
+    and d + doffs > 0); invalid pixels hold 0 (geometry.depth_from_disparity)."""
     d = np.asarray(disparity, dtype=np.float32)
+    if doffs:
+        d = d + np.float32(doffs)
     valid = np.isfinite(d) & (d > 0)
     safe = np.where(valid, d, np.float32(1.0))
     depth = np.float32(focal) * np.float32(baseline) / safe

@@ -100,6 +100,7 @@ def loss_curves(
     cfg: LossConfig,
     window: int = 5,
     gt_depths: Optional[Sequence[Optional[float]]] = None,
+    doffs: float = 0.0,
 ) -> List[PixelCurve]:
     """Sweep constant depth hypotheses over a ``window`` x ``window`` patch around each pixel.
 
@@ -112,12 +113,13 @@ def loss_curves(
         cfg: the loss configuration (alpha, delta, rho, lambdas).
         window: odd window size in pixels; each loss is averaged over it.
         gt_depths: optional true depth per pixel (metres), reported alongside.
+        doffs: the rig's disparity offset cx_r - cx_l (pixels; fg_depth_core.camera.StereoRig).
     """
     _, _, h, w = target.shape
     margin = check_pixels(pixels, w, h, window)
     half = window // 2
-    pseudo, _ = pseudo_depth(teacher_flow, focal, baseline)
-    fp_mask = prior_flow_mask(teacher_flow, teacher_valid, focal, baseline, cfg.prior_mask_max_depth)
+    pseudo, _ = pseudo_depth(teacher_flow, focal, baseline, doffs)
+    fp_mask = prior_flow_mask(teacher_flow, teacher_valid, focal, baseline, cfg.prior_mask_max_depth, doffs)
     flow_recon, _ = geometry.flow_warp(source, teacher_flow)
     z = torch.as_tensor(depths, dtype=target.dtype).reshape(-1, 1, 1, 1)
     curves = []
@@ -129,7 +131,7 @@ def loss_curves(
         size = 2 * margin + 1
         coords = geometry.pixel_grid(size, size, target)
         coords = coords + torch.tensor([u - margin, v - margin], dtype=target.dtype).reshape(1, 2, 1, 1)
-        disparity = geometry.disparity_from_depth(z.expand(n, 1, size, size), focal, baseline)
+        disparity = geometry.disparity_from_depth(z.expand(n, 1, size, size), focal, baseline, doffs)
         depth_recon, _ = geometry.sample(
             source.expand(n, -1, -1, -1), coords + geometry.flow_from_disparity(disparity)
         )

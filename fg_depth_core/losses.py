@@ -2,8 +2,9 @@
 L_dr, L_fp, edge-aware smoothness and the multi-scale total.
 
 Pure tensor functions. Shapes: images (B,3,H,W) in [0, 1]; depth, disparity and masks (B,1,H,W) (masks are
-bool); flow (B,2,H,W) target->source in pixels (x, y); focal (B,) pixels; baseline (B,) metres. The target
-I_t is the left view, the source I_s the right view. Every weight and threshold comes from a LossConfig.
+bool); flow (B,2,H,W) target->source in pixels (x, y); focal (B,) pixels; baseline (B,) metres; doffs (B,)
+pixels, the disparity offset cx_r - cx_l (0 by default). The target I_t is the left view, the source I_s the
+right view. Every weight and threshold comes from a LossConfig.
 """
 
 from __future__ import annotations
@@ -79,13 +80,14 @@ def auto_mask(pe_warped: torch.Tensor, pe_identity: torch.Tensor) -> torch.Tenso
 
 
 def pseudo_depth(
-    teacher_flow: torch.Tensor, focal: Scalar, baseline: Scalar
+    teacher_flow: torch.Tensor, focal: Scalar, baseline: Scalar, doffs: Scalar = 0.0
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Teacher pseudo depth D̂ = f * B / d̂ with d̂ = -F_x (metres, (B,1,H,W)) and its validity (d̂ > 0, finite).
+    """Teacher pseudo depth D̂ = f * B / (d̂ + doffs) with the image disparity d̂ = -F_x (metres, (B,1,H,W))
+    and its validity (d̂ + doffs > 0, finite).
 
     Invalid pixels hold depth 0.
     """
-    return depth_from_disparity(-teacher_flow[:, :1], focal, baseline)
+    return depth_from_disparity(-teacher_flow[:, :1], focal, baseline, doffs)
 
 
 def prior_flow_mask(
@@ -94,10 +96,11 @@ def prior_flow_mask(
     focal: Scalar,
     baseline: Scalar,
     max_depth: float,
+    doffs: Scalar = 0.0,
 ) -> torch.Tensor:
-    """M_fp (B,1,H,W): the teacher is valid, d̂ = -F_x > 0, D̂ = f * B / d̂ < ``max_depth`` (metres) and p + F(p)
-    falls inside the source image (same size as the flow)."""
-    depth, ok = pseudo_depth(teacher_flow, focal, baseline)
+    """M_fp (B,1,H,W): the teacher is valid, d̂ + doffs > 0 (d̂ = -F_x), D̂ = f * B / (d̂ + doffs) <
+    ``max_depth`` (metres) and p + F(p) falls inside the source image (same size as the flow)."""
+    depth, ok = pseudo_depth(teacher_flow, focal, baseline, doffs)
     _, _, h, w = teacher_flow.shape
     inside = in_view(pixel_grid(h, w, teacher_flow) + teacher_flow, h, w)
     finite = torch.isfinite(teacher_flow).all(dim=1, keepdim=True)
@@ -197,6 +200,7 @@ def total_loss(
     focal: Scalar,
     baseline: Scalar,
     cfg: LossConfig,
+    doffs: Scalar = 0.0,
 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """L = mean over scales of L_ph(M) + lambda_dr L_dr + lambda_fp L_fp + smoothness_weight / 2^s L_s.
 
@@ -208,6 +212,8 @@ def total_loss(
             None only when the config uses neither M_fp, L_dr nor L_fp (the "baseline" preset).
         focal, baseline: (B,) pixels at (H,W) and metres.
         cfg: which terms are on and their weights.
+        doffs: (B,) disparity offsets cx_r - cx_l, pixels at (H,W) (the depth warp and the pseudo depth use
+            them; smoothness regularises f * B / D, which does not depend on them).
 
     Returns:
         (loss, logs): the scalar loss and detached logs: "loss", "photometric", "smoothness", and when on
@@ -227,8 +233,10 @@ def total_loss(
     prior = target_depth = flow_recon = None
     with torch.no_grad():
         if teacher_flow is not None and teacher_valid is not None:
-            prior = prior_flow_mask(teacher_flow, teacher_valid, focal, baseline, cfg.prior_mask_max_depth)
-            target_depth, _ = pseudo_depth(teacher_flow, focal, baseline)
+            prior = prior_flow_mask(
+                teacher_flow, teacher_valid, focal, baseline, cfg.prior_mask_max_depth, doffs
+            )
+            target_depth, _ = pseudo_depth(teacher_flow, focal, baseline, doffs)
             if cfg.use_fp:
                 flow_recon, _ = flow_warp(source, teacher_flow)
         pe_identity = pe(target, source, alpha) if cfg.photometric_mask in AUTO_MASKS else None
@@ -238,7 +246,7 @@ def total_loss(
     total = target.new_zeros(())
     for scale, depth_s in enumerate(depths):
         depth = resize_to(depth_s, h, w)
-        recon, inside = depth_warp(source, depth, focal, baseline)
+        recon, inside = depth_warp(source, depth, focal, baseline, doffs)
         pe_warped = pe(target, recon, alpha)
         mask = photometric_mask(
             cfg.photometric_mask, pe_warped.detach(), pe_identity, inside, prior, teacher_valid

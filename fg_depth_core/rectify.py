@@ -3,7 +3,8 @@ OpenCV.
 
 A ROS camera driver publishes raw, distorted images and a CameraInfo per camera: K and D describe the raw
 camera, R rotates it into the rectified frame the stereo pair shares, and P projects that frame into the
-rectified image (P_right[0,3] = -fx * baseline). Rectifying both views with these gives row-aligned pairs
+rectified image (P_right[0,3] = -fx * baseline; the two P may differ in cx, the disparity offset of
+fg_depth_core.camera.StereoRig). Rectifying both views with these gives row-aligned pairs
 that the teacher and the photometric loss need. Pixel maps are computed once per camera and applied per
 frame with ``cv2.remap``.
 
@@ -21,7 +22,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from fg_depth_core.camera import CameraError, Intrinsics, StereoRig
+from fg_depth_core.camera import CameraError, Intrinsics
 from fg_depth_core.camera_msgs import (
     ConversionError,
     camera_info_to_intrinsics,
@@ -150,7 +151,8 @@ class StereoRectifier:
 
     mode: "auto" rectifies when either camera is raw (:meth:`CameraCalibration.is_raw`), "always" and
     "never" force it. crop: cut the rectified pair to the rectangle both views fill. ``rig`` is the rectified
-    left intrinsics (at the output size) and the baseline from the P matrices (metres).
+    rig at the output size (fg_depth_core.camera_msgs.stereo_rig_from_infos: left intrinsics, baseline in
+    metres, disparity offset, and ``rig.notes`` on accepted calibration residuals for the caller to log).
     """
 
     def __init__(
@@ -161,7 +163,7 @@ class StereoRectifier:
         prefix = what_prefix(what)
         self.left = CameraCalibration.from_info(left_info, f"{prefix}left")
         self.right = CameraCalibration.from_info(right_info, f"{prefix}right")
-        # Checks that the P matrices describe a horizontal rectified pair and gives its baseline.
+        # Checks that the P matrices describe a rectified pair and gives its rig.
         rig = stereo_rig_from_infos(left_info, right_info, what)
         self.mode = mode
         self.enabled = mode == "always" or (mode == "auto" and (self.left.is_raw() or self.right.is_raw()))
@@ -179,7 +181,7 @@ class StereoRectifier:
                 x0, y0, w, h = valid_crop(valid)
         self.crop = (x0, y0, w, h)
         try:
-            self.rig = StereoRig(k.cropped(x0, y0, w, h), rig.baseline)
+            self.rig = rig.cropped(x0, y0, w, h)
         except CameraError as exc:
             raise ConversionError(f"{prefix}camera_info: {exc}") from None
 
@@ -212,7 +214,11 @@ class StereoRectifier:
                 else "already rectified (D = 0, R = I): used as recorded"
             )
         )
-        return f"{self.size[0]}x{self.size[1]} {action}; fx {k.fx:.1f} px, baseline {self.rig.baseline:.4f} m"
+        offset = f", disparity offset {self.rig.doffs:.2f} px" if self.rig.doffs else ""
+        return (
+            f"{self.size[0]}x{self.size[1]} {action}; fx {k.fx:.1f} px, baseline {self.rig.baseline:.4f} m"
+            f"{offset}"
+        )
 
 
 def remap(image: np.ndarray, maps: Tuple[np.ndarray, np.ndarray]) -> np.ndarray:

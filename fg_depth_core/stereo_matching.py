@@ -1,11 +1,16 @@
 """Semi-global matching (OpenCV StereoSGBM) on NumPy images: the matcher the SGBM teacher trains with and the
 node's online stereo scale measures with. No torch, so a torch-free runtime can use it.
 
-Disparities are pixels of the left view (the right camera at +x: a left pixel x appears at x - d on the
-right), float32 with NaN where SGBM found no match.
+Disparities are image disparities of the left view, d = x_l - x_r (the right camera at +x: a left pixel x
+appears at x - d on the right), float32 with NaN where SGBM found no match. For a rig with a disparity offset
+doffs = cx_r - cx_l (fg_depth_core.camera.StereoRig) the depth is f * B / (d + doffs), so d runs from -doffs
+(a point at infinity) upwards: the search starts at :func:`min_disparity_for` (doffs) rather than at 0, and
+``num_disparities`` counts from there.
 """
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
@@ -23,17 +28,27 @@ _MODES = {
 _DISP_SCALE = 16.0
 #: Matching runs on single-channel (grayscale) images, which sets P1/P2's channel factor.
 _CHANNELS = 1
+#: A doffs within this many pixels of an integer counts as that integer when choosing the search start, so
+#: that float rounding of a zero offset (after resizing, say) does not move the search by a whole pixel.
+_DOFFS_ROUNDING = 1e-6
 
 
 class StereoMatchingError(FgDepthError, ValueError):
     """The images cannot be matched with these settings; the message names the setting and the fix."""
 
 
-def create_matcher(cfg: SgbmConfig) -> "cv2.StereoSGBM":
-    """An OpenCV StereoSGBM matcher for ``cfg`` with P1/P2 = factor * channels * block_size^2."""
+def min_disparity_for(doffs: float) -> int:
+    """The first image disparity to search for a rig with offset ``doffs`` (pixels): -ceil(doffs), so the
+    search covers f * B / Z = d + doffs from just below 0 (infinity) upwards."""
+    return -int(math.ceil(float(doffs) - _DOFFS_ROUNDING))
+
+
+def create_matcher(cfg: SgbmConfig, min_disparity: int = 0) -> "cv2.StereoSGBM":
+    """An OpenCV StereoSGBM matcher for ``cfg`` searching image disparities [min_disparity, min_disparity +
+    num_disparities), with P1/P2 = factor * channels * block_size^2."""
     area = _CHANNELS * cfg.block_size * cfg.block_size
     return cv2.StereoSGBM_create(
-        minDisparity=0,
+        minDisparity=int(min_disparity),
         numDisparities=cfg.num_disparities,
         blockSize=cfg.block_size,
         P1=cfg.p1_factor * area,
@@ -47,11 +62,15 @@ def create_matcher(cfg: SgbmConfig) -> "cv2.StereoSGBM":
     )
 
 
-def sgbm_disparity(matcher: "cv2.StereoSGBM", left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Left-view disparity (H,W) float32 pixels from uint8 grayscale images; NaN where SGBM found no match.
+def sgbm_disparity(
+    matcher: "cv2.StereoSGBM", left: np.ndarray, right: np.ndarray, doffs: float = 0.0
+) -> np.ndarray:
+    """Left-view image disparity (H,W) float32 pixels from uint8 grayscale images; NaN where SGBM found no
+    match.
 
-    OpenCV marks failures with a value below minDisparity (0 here); a zero disparity (a point at infinity)
-    is also treated as invalid since it has no finite depth.
+    OpenCV marks failures with a value below the matcher's minDisparity; a disparity with d + doffs <= 0 (a
+    point at or beyond infinity) is also invalid since it has no finite depth. Search from
+    :func:`min_disparity_for` (doffs) to see the whole depth range.
     """
     width = left.shape[1]
     if width <= matcher.getNumDisparities():
@@ -60,5 +79,8 @@ def sgbm_disparity(matcher: "cv2.StereoSGBM", left: np.ndarray, right: np.ndarra
             f"teacher.sgbm.num_disparities: expected fewer than the image width ({width} px), got "
             f"{matcher.getNumDisparities()}; lower it (a multiple of 16) for images this small"
         )
-    raw = matcher.compute(left, right).astype(np.float32) / _DISP_SCALE
-    return np.where(raw > 0, raw, np.nan).astype(np.float32)
+    raw = matcher.compute(left, right)
+    disparity = raw.astype(np.float32) / np.float32(_DISP_SCALE)
+    matched = raw >= matcher.getMinDisparity() * _DISP_SCALE
+    finite_depth = disparity + np.float32(doffs) > 0
+    return np.where(matched & finite_depth, disparity, np.float32(np.nan)).astype(np.float32)

@@ -295,6 +295,11 @@ def disparity_image(
     """A stereo_msgs/DisparityImage of depth (H,W) metres for a rig of focal length ``focal`` (pixels) and
     baseline ``baseline`` (metres): d = f * T / Z (fg_depth_core.geometry_np.disparity_from_depth).
 
+    A rig's disparity offset doffs = cx_r - cx_l is not subtracted: the message defines its disparities as
+    "pre-adjusted for any x-offset between the principal points", d = x_l - x_r - (cx_l - cx_r), so that
+    Z = f * T / d holds (stereo_image_proc writes the same). The image disparity x_l - x_r, which
+    image_geometry's StereoCameraModel.getZ takes together with the two camera infos, is d - doffs.
+
     min/max_disparity (pixels) default to the range of the valid disparities (0 when none). As the message
     defines, any disparity below min_disparity is invalid: unknown depth (NaN, <= 0) and disparities outside
     [min_disparity, max_disparity] are written as min_disparity - 1. The inner image is 32FC1 with the same

@@ -115,6 +115,11 @@ class DepthNode(Node):
         topics = self.input.topics
         if self.stereo:
             camera = decode_stereo(*frame.images, *frame.infos, s.rectified, topics, self.rectifiers)
+            if camera.rig.notes:
+                where = f"{topics['left/camera_info']}, {topics['right/camera_info']}"
+                self._note(
+                    f"{where}: stereo calibration accepted with residuals: " + "; ".join(camera.rig.notes)
+                )
         else:
             camera = decode_mono(frame.images[0], frame.infos[0], s.rectified, topics, self.rectifiers)
         # Read once: the scale worker may update it while this frame goes out.
@@ -122,15 +127,12 @@ class DepthNode(Node):
         result = estimate_depth(
             self.estimator, camera, s.output_resolution, self.limits, scale, s.out_of_range
         )
-        if result.note is not None and result.note not in self.notes:
-            self.notes.append(result.note)  # only this worker thread writes it
-            self.get_logger().warning(result.note)
+        if result.note is not None:
+            self._note(result.note)
         # What the depth covers (the crop window under input_fit crop): colours and stereo scale read it.
         camera = output_frame(camera, result)
         if self.scale is not None:
-            self.scale.submit(
-                camera.rgb, camera.right, camera.intrinsics, camera.baseline, result.network_depth
-            )
+            self.scale.submit(camera.rgb, camera.right, camera.rig, result.network_depth)
         header = frame.images[0].header
         self.outputs.publish_depth(result, header)
         # Plain nanoseconds: a camera clock slightly ahead gives a negative age, which rclpy's Duration
@@ -139,6 +141,13 @@ class DepthNode(Node):
         self.stats.depth_published(time.monotonic(), received_at, stamp_age, result.inference)
         self.outputs.publish_extras(result, camera, header, s, self.limits)
         self.stats.processing.add(time.monotonic() - start)
+
+    def _note(self, text: str) -> None:
+        """Warn once per distinct note (a calibration's accepted residuals, an aspect mismatch), not per
+        frame: a new calibration's notes carry other numbers and are reported again."""
+        if text not in self.notes:
+            self.notes.append(text)  # only the worker thread writes it
+            self.get_logger().warning(text)
 
     # ------------------------------------------------------------------------------------------ problems
 

@@ -15,7 +15,7 @@ from typing import Mapping, Optional, Tuple
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
-from fg_depth_core.camera import Intrinsics
+from fg_depth_core.camera import Intrinsics, StereoRig
 from fg_depth_core.deploy.estimator import DepthEstimator, postprocess
 from fg_depth_core.errors import FgDepthError
 from fg_depth_core.rectify import RectifierCache
@@ -34,12 +34,18 @@ class BadInput(FgDepthError, ValueError):
 @dataclass(frozen=True)
 class CameraFrame:
     """A decoded input: the (left) image (H,W,3) uint8 RGB and its intrinsics; for stereo also the right
-    image (same size) and the baseline in metres (0 for mono)."""
+    image (same size) and the rig (fg_depth_core.camera.StereoRig: baseline, disparity offset, notes on
+    accepted calibration residuals) at the images' size."""
 
     rgb: np.ndarray
     intrinsics: Intrinsics
     right: Optional[np.ndarray] = None
-    baseline: float = 0.0
+    rig: Optional[StereoRig] = None
+
+    @property
+    def baseline(self) -> float:
+        """The rig's baseline in metres (0 for mono)."""
+        return self.rig.baseline if self.rig is not None else 0.0
 
 
 @dataclass(frozen=True)
@@ -136,8 +142,10 @@ def decode_stereo(
     topics: Mapping[str, str],
     rectifiers: RectifierCache,
 ) -> CameraFrame:
-    """The camera frame of a stereo pair: both images, the left intrinsics and the baseline. ``rectified``
-    False: raw images, rectified with both camera infos' D, K, R and P (maps cached in ``rectifiers``)."""
+    """The camera frame of a stereo pair: both images, the left intrinsics and the rig of the two camera
+    infos (any disparity offset cx_r - cx_l; residuals within bounds go into ``rig.notes``, for the node to
+    log once per calibration). ``rectified`` False: raw images, rectified with both camera infos' D, K, R and
+    P (maps cached in ``rectifiers``)."""
     left_rgb = image_to_rgb(left, topics["left/image_rect"])
     right_rgb = image_to_rgb(right, topics["right/image_rect"])
     if left_rgb.shape != right_rgb.shape:
@@ -154,7 +162,7 @@ def decode_stereo(
         left_rgb, right_rgb = rectifier(left_rgb, right_rgb, infos)
         rig = rectifier.rig
     check_size(rig.intrinsics, left_rgb, topics["left/camera_info"], topics["left/image_rect"])
-    return CameraFrame(left_rgb, rig.intrinsics, right_rgb, rig.baseline)
+    return CameraFrame(left_rgb, rig.intrinsics, right_rgb, rig)
 
 
 def limit_depth(
@@ -223,4 +231,5 @@ def output_frame(frame: CameraFrame, result: DepthResult) -> CameraFrame:
         rgb=frame.rgb[y0 : y0 + h, x0 : x0 + w],
         intrinsics=frame.intrinsics.cropped(x0, y0, w, h),
         right=right,
+        rig=frame.rig.cropped(x0, y0, w, h) if frame.rig is not None else None,
     )

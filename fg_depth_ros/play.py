@@ -6,8 +6,9 @@ Topics (relative, so a namespace or remapping places them), images rgb8, rows un
 - mode ``mono``: ``image``, ``camera_info`` (the left view).
 - mode ``stereo``: ``left/image_rect``, ``left/camera_info``, ``right/image_rect``, ``right/camera_info``.
 
-camera_info is the rectified calibration at the published size: K, P = [K | 0] (right: P[0,3] = Tx =
--fx * baseline), R = I, plumb_bob with zero distortion. Both views of a pair carry the same stamp: the node
+camera_info is the rectified calibration at the published size: K, P = [K | 0] (right: its own K, whose cx
+is the left cx plus the rig's disparity offset doffs, and P[0,3] = Tx = -fx * baseline), R = I, plumb_bob
+with zero distortion. Both views of a pair carry the same stamp: the node
 clock's now (``clock: now``, which follows /clock under use_sim_time) or frame_number / rate seconds
 (``clock: synthetic``, reproducible). Parameters: :data:`PARAMETERS` (``ros2 param describe`` shows them).
 
@@ -270,7 +271,7 @@ class DatasetPlayer(Node):
             # Infos first: a synchroniser then has each camera's calibration when its image arrives.
             pubs["left/camera_info"].publish(intrinsics_to_camera_info(k, left))
             pubs["right/camera_info"].publish(
-                intrinsics_to_camera_info(k, right, tx=-k.fx * pair.rig.baseline)
+                intrinsics_to_camera_info(pair.rig.right_intrinsics, right, tx=pair.rig.right_tx)
             )
             pubs["left/image_rect"].publish(rgb_to_image(pair.left, left))
             pubs["right/image_rect"].publish(rgb_to_image(pair.right, right))

@@ -4,13 +4,14 @@ stereo`` of depth_node). ROS-free: numpy, OpenCV and fg_depth_core only, tested 
 docs/METHOD.md, "Scale": a stereo-trained network predicts metric depth for its training camera, and on
 another camera the node already applies the focal-length factor f' / f_train. What that factor cannot know
 (another baseline seen in training, another lens, a domain gap) shows up as a global scale error. On a stereo
-rig the same pair also gives a metric depth by semi-global matching, Z_s = f * B / d, sparse and noisy but
-unbiased where it is valid. One measurement is the robust median of Z_s / Z_pred over pixels where both are
+rig the same pair also gives a metric depth by semi-global matching, Z_s = f * B / (d + doffs) with the rig's
+disparity offset doffs = cx_r - cx_l (fg_depth_core.camera.StereoRig), sparse and noisy but unbiased where it
+is valid. One measurement is the robust median of Z_s / Z_pred over pixels where both are
 valid and Z_s lies in a trusted range (SGBM's depth error grows with Z^2, so far pixels are left out);
 measurements are smoothed over time with an exponential moving average and clamped, so that one bad pair (a
 blank wall, motion blur) cannot swing the output.
 
-Units: depths in metres, disparities in pixels, focal lengths in pixels, baselines in metres.
+Units: depths in metres, disparities and offsets in pixels, focal lengths in pixels, baselines in metres.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
-from fg_depth_core.camera import Intrinsics
+from fg_depth_core.camera import StereoRig
 from fg_depth_core.config import SgbmConfig
 from fg_depth_core.deploy.estimator import resize_image
 from fg_depth_core.errors import FgDepthError
 from fg_depth_core.geometry_np import depth_from_disparity
-from fg_depth_core.stereo_matching import create_matcher, sgbm_disparity
+from fg_depth_core.stereo_matching import create_matcher, min_disparity_for, sgbm_disparity
 from fg_depth_ros.worker import NewestOnlyWorker
 
 
@@ -148,7 +149,8 @@ def fit_num_disparities(requested: int, width: int) -> int:
 class StereoDepth:
     """Metric depth of a rectified pair by OpenCV StereoSGBM (fg_depth_core.stereo_matching: the SGBM
     teacher's matcher and conventions), for scale measurements. ``num_disparities`` is fitted to each image
-    width (:func:`fit_num_disparities`); matchers are cached per fitted value."""
+    width (:func:`fit_num_disparities`) and counts from the first disparity a rig's offset needs; matchers are
+    cached per (range, start)."""
 
     def __init__(
         self, num_disparities: int = SgbmConfig().num_disparities, sgbm: Optional[SgbmConfig] = None
@@ -158,17 +160,20 @@ class StereoDepth:
         self.sgbm = sgbm or SgbmConfig()
         self._matchers: dict = {}
 
-    def _matcher(self, width: int):
+    def _matcher(self, width: int, doffs: float):
         from dataclasses import replace
 
-        n = fit_num_disparities(self.num_disparities, width)
-        if n not in self._matchers:
-            self._matchers[n] = create_matcher(replace(self.sgbm, num_disparities=n))
-        return self._matchers[n]
+        key = (fit_num_disparities(self.num_disparities, width), min_disparity_for(doffs))
+        if key not in self._matchers:
+            self._matchers[key] = create_matcher(replace(self.sgbm, num_disparities=key[0]), key[1])
+        return self._matchers[key]
 
-    def depth(self, left: np.ndarray, right: np.ndarray, focal: float, baseline: float) -> np.ndarray:
+    def depth(
+        self, left: np.ndarray, right: np.ndarray, focal: float, baseline: float, doffs: float = 0.0
+    ) -> np.ndarray:
         """(H,W) float32 metres from (H,W,3) uint8 RGB left/right views of a rig with ``focal`` (pixels, at
-        this size) and ``baseline`` (metres); NaN where SGBM found no match."""
+        this size), ``baseline`` (metres) and disparity offset ``doffs`` (pixels at this size); NaN where SGBM
+        found no match."""
         import cv2
 
         if left.shape != right.shape or left.ndim != 3 or left.shape[2] != 3:
@@ -180,8 +185,8 @@ class StereoDepth:
                 f"stereo depth: need focal > 0 pixels and baseline > 0 metres, got {focal}, {baseline}"
             )
         gray = [cv2.cvtColor(np.ascontiguousarray(v), cv2.COLOR_RGB2GRAY) for v in (left, right)]
-        disparity = sgbm_disparity(self._matcher(left.shape[1]), gray[0], gray[1])
-        depth, valid = depth_from_disparity(disparity, focal, baseline)
+        disparity = sgbm_disparity(self._matcher(left.shape[1], doffs), gray[0], gray[1], doffs)
+        depth, valid = depth_from_disparity(disparity, focal, baseline, doffs)
         return np.where(valid, depth, np.float32(np.nan)).astype(np.float32)
 
 
@@ -228,18 +233,17 @@ class StereoScale:
     def measurements(self) -> int:
         return self.estimator.measurements
 
-    def submit(
-        self, left: np.ndarray, right: np.ndarray, intr: Intrinsics, baseline: float, predicted: np.ndarray
-    ) -> None:
-        """Queue one measurement: (H,W,3) uint8 views with the left ``intr`` and ``baseline`` (metres), and
-        the prediction (h,w) metres at the network resolution, before any scale correction."""
-        self.worker.submit((left, right, intr, baseline, predicted))
+    def submit(self, left: np.ndarray, right: np.ndarray, rig: StereoRig, predicted: np.ndarray) -> None:
+        """Queue one measurement: (H,W,3) uint8 views with their ``rig`` (at the views' size), and the
+        prediction (h,w) metres at the network resolution, before any scale correction."""
+        self.worker.submit((left, right, rig, predicted))
 
     def _measure(self, item: Tuple[Any, ...], submitted_at: float) -> None:
-        left, right, intr, baseline, predicted = item
+        left, right, rig, predicted = item
         height, width = predicted.shape
         views = [resize_image(v, width, height) for v in (left, right)]
-        stereo = self.stereo.depth(views[0], views[1], intr.resized(width, height).fx, baseline)
+        small = rig.resized(width, height)
+        stereo = self.stereo.depth(views[0], views[1], small.intrinsics.fx, small.baseline, small.doffs)
         s = self.estimator.settings
         self.estimator.update(
             scale_measurement(stereo, predicted, s.min_depth, s.max_depth, s.min_valid_fraction)

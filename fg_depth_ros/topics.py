@@ -63,7 +63,8 @@ TOPICS: Tuple[Topic, ...] = (
     Topic("left/camera_info", CameraInfo, "in", ("stereo",), "camera", "left calibration (P; raw: D, K, R)"),
     Topic(
         "right/camera_info", CameraInfo, "in", ("stereo",), "camera",
-        "right calibration; the baseline comes from its P (Tx = -fx * B)",
+        "right calibration: the baseline from the two P's Tx (ROS: right Tx = -fx * B), the disparity offset "
+        "from their cx",
     ),
     Topic(
         "depth", Image, "out", MODES, "output",
@@ -81,7 +82,8 @@ TOPICS: Tuple[Topic, ...] = (
     ),
     Topic(
         "disparity", DisparityImage, "out", ("stereo",), "output",
-        "the depth as disparity, with f and T from the camera infos", "a subscriber",
+        "the depth as disparity d = f T / Z (the message's convention: pre-adjusted for the cameras' cx "
+        "offset), f and T from the camera infos", "a subscriber",
     ),
     Topic(
         "scale", Float32, "out", ("stereo",), "output", "the stereo scale correction applied to the frame",

@@ -78,6 +78,8 @@ class BagSpec:
     drop_right: Sequence[int] = ()
     prefix: str = "/stereo"
     p_override: Dict[str, np.ndarray] = field(default_factory=dict)
+    #: Raw cameras by side ("left", "right") instead of default_cameras'.
+    cameras: Dict[str, RawCamera] = field(default_factory=dict)
 
 
 def render_frames(n: int, cfg: SynthConfig = WORLD) -> List[StereoFrame]:
@@ -96,7 +98,7 @@ def write_stereo_bag(
 
     ts = get_typestore(Stores.ROS2_HUMBLE)
     T = ts.types
-    cams = default_cameras(cfg)
+    cams = {**default_cameras(cfg), **spec.cameras}
     ps = {**projections(cfg), **spec.p_override}
     plugin = StoragePlugin.MCAP if spec.storage == "mcap" else StoragePlugin.SQLITE3
     image_type = "sensor_msgs/msg/CompressedImage" if spec.compressed else "sensor_msgs/msg/Image"

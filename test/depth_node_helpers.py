@@ -12,7 +12,11 @@ from typing import Any, Callable, Dict, List, Sequence
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from linear_model_helpers import expected_network_depth, write_linear_model  # noqa: F401 (shared here)
+from linear_model_helpers import (  # noqa: F401 (shared here)
+    expected_network_depth,
+    write_fixed_depth_model,
+    write_linear_model,
+)
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy

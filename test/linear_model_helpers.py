@@ -69,3 +69,35 @@ def expected_network_depth(
     x = rgb_net[:, :, 0].astype(np.float32) * np.float32(1.0 / 255.0)
     depth = np.float32(offset) + np.float32(gain) * x
     return depth * np.float32(camera_focal_at_net / train_focal)
+
+
+def write_fixed_depth_model(
+    path: Path, depth: np.ndarray, train_focal: float, min_depth: float = 0.1, max_depth: float = 100.0
+) -> Path:
+    """An fg-depth ONNX model that answers every image with ``depth`` ((h,w) metres, finite; its size is the
+    network input): a known output, e.g. a rendered scene's exact depth. With the camera's sqrt(fx * fy) at
+    the network size as ``train_focal``, DepthEstimator's focal scaling leaves it as it is."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fg_depth_core.deploy.export import write_onnx
+
+    height, width = depth.shape
+    image = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, height, width])
+    out = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1, height, width])
+    initializers = [
+        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        numpy_helper.from_array(np.asarray(depth, np.float32)[None, None], "fixed"),
+    ]
+    nodes = [  # 0 * red channel + depth: the input's batch shape, the fixed values
+        helper.make_node("Slice", [INPUT_NAME, "starts", "ends", "axes"], ["red"]),
+        helper.make_node("Mul", ["red", "zero"], ["zeros"]),
+        helper.make_node("Add", ["zeros", "fixed"], [OUTPUT_NAME]),
+    ]
+    graph = helper.make_graph(nodes, "fixed_depth", [image], [out], initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    write_onnx(model, ModelInfo(width, height, min_depth, max_depth, train_focal, 0.54), path)
+    return Path(path)

@@ -117,7 +117,13 @@ def run(args: argparse.Namespace) -> int:
                 f"  warning: the calibration changes {stereo.calibration_changes} time(s); the first is used"
             )
         print(f"  rectification: {rect.describe()}")
-        print(f"  baseline: {rect.rig.baseline:.4f} m (from the right camera's P)")
+        print(f"  baseline: {rect.rig.baseline:.4f} m (from the P matrices' Tx)")
+        print(
+            f"  disparity offset cx_r - cx_l: {rect.rig.doffs:.3f} px (depth = fx * baseline / "
+            "(disparity + offset))"
+        )
+        for note in rect.rig.notes:
+            print(f"  calibration residual accepted: {note}")
         # Decoding one pair proves the encodings are supported and the sizes match the camera infos.
         first = dataclasses.replace(stereo, selected=stereo.selected[:1], stamps=stereo.stamps[:1])
         for _stamp, pair in iter_pairs(reader, first):

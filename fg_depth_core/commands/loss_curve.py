@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fx", type=float, required=True, help="focal length in pixels of these images")
     p.add_argument("--baseline", type=float, required=True, help="stereo baseline in metres")
     p.add_argument(
+        "--doffs",
+        type=float,
+        default=0.0,
+        help="disparity offset cx_right - cx_left in pixels of these images (default 0)",
+    )
+    p.add_argument(
         "--pixel",
         type=_pixel,
         action="append",
@@ -78,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     target, source = to_tensor(left), to_tensor(right)
     teacher = build_teacher(cfg.teacher, torch.device("cpu"))
     with torch.no_grad():
-        out = teacher.flow(target, source, target_is_left=True)
+        out = teacher.flow(target, source, target_is_left=True, doffs=args.doffs)
         curves = loss_curves(
             target,
             source,
@@ -91,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             cfg.loss,
             args.window,
             args.gt_depth,
+            args.doffs,
         )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"pixels": [c.to_json() for c in curves]}, indent=1))

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "teacher",
         help="run a teacher (SGBM or RAFT) on a rectified stereo pair and save its disparity",
         description="Compute the teacher's left-view disparity (pixels, float32 .npy, NaN where invalid) "
-        "at the input resolution, as the training losses see it.",
+        "at the input resolution, as the training losses see it: the image disparity x_left - x_right.",
     )
     p.add_argument("--method", choices=TEACHER_METHODS, default=None, help="teacher (default: the config's)")
     p.add_argument("--weights", default=None,
@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--left", required=True, help="left (target) image")
     p.add_argument("--right", required=True, help="right (source) image")
     p.add_argument("--out", required=True, help="output disparity .npy (float32 pixels, NaN where invalid)")
+    p.add_argument("--doffs", type=float, default=0.0,
+                   help="the rig's disparity offset cx_right - cx_left in pixels of these images (default "
+                        "0): depth = fx * baseline / (disparity + doffs); SGBM searches from -doffs")
     p.add_argument("--config", default=None, help="YAML config (teacher section)")
     p.add_argument("--cache-dir", default=None, help="teacher cache directory (overrides teacher.cache_dir)")
     p.add_argument("--device", default="cpu", help="torch device for RAFT, e.g. cpu or cuda (default: cpu)")
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError:
         raise FgDepthError(f"--device: expected a torch device (cpu, cuda), got {args.device!r}") from None
     teacher = build_teacher(cfg.teacher, device)
-    output = teacher.flow(to_tensor(left), to_tensor(right), target_is_left=True)
+    output = teacher.flow(to_tensor(left), to_tensor(right), target_is_left=True, doffs=args.doffs)
     disparity = teacher_disparity(output)
 
     out = Path(args.out)

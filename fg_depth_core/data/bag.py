@@ -6,8 +6,8 @@ No ROS installation is needed. The walk from a bag to a dataset:
    right images whose stamps differ by at most ``slop`` (mutual nearest neighbours, one to one), and
    :func:`select_pairs` applies the time window, stride and frame cap of ``data.bag``.
 2. The first CameraInfo of each camera gives a :class:`~fg_depth_core.rectify.StereoRectifier`: raw, distorted
-   images are rectified from D, K, R, P and cropped to the area both views fill; the baseline comes from the
-   right camera's P.
+   images are rectified from D, K, R, P and cropped to the area both views fill; the rig (baseline, disparity
+   offset, notes on accepted calibration residuals) comes from the two P (fg_depth_core.camera.StereoRig).
 3. :func:`extract_bag` decodes (sensor_msgs/Image or CompressedImage), rectifies and writes the selected pairs
    into a stereo folder (fg_depth_core.data.folder) with train.txt / val.txt split files and a manifest.
    The folder is a cache: a second run with the same bag and settings reuses it, an interrupted one
@@ -438,6 +438,8 @@ def extract_bag(
                 f"bag frames: {len(stereo.selected)} of {stereo.sync.pairs} synced pairs selected; "
                 f"{stereo.rectifier.describe()}"
             )
+            for note in stereo.rectifier.rig.notes:
+                say(f"calibration residual accepted: {note}")
             if stereo.calibration_changes:
                 say(f"warning: the camera infos change {stereo.calibration_changes} time(s); using the first")
             names = [frame_name(int(s)) for s in stereo.stamps]

@@ -4,7 +4,8 @@ A dataset subclass only reads files: ``__len__``, ``load(index) -> RawPair`` and
 class resizes both views (and K) to the configured size, converts to tensors, and returns a sample dict:
 
 - "left", "right": (3,H,W) float32 RGB in [0, 1] at the network input size.
-- "K": (3,3) float32 intrinsics at that size; "focal": () float32 pixels (K[0,0]); "baseline": () metres.
+- "K": (3,3) float32 left intrinsics at that size; "focal": () float32 pixels (K[0,0]); "baseline": () metres;
+  "doffs": () float32 pixels at that size, the rig's disparity offset cx_r - cx_l (StereoRig.doffs).
 - "depth_left": (1,H_gt,W_gt) float32 metres at the ground truth's own resolution, 0 where unknown
   (only when the dataset has ground truth; evaluation compares at that resolution).
 - "index": () int64.
@@ -82,6 +83,7 @@ def to_sample(raw: RawPair, width: int, height: int, index: int = 0) -> Dict[str
         "K": k,
         "focal": k[0, 0].clone(),
         "baseline": torch.tensor(rig.baseline, dtype=torch.float32),
+        "doffs": torch.tensor(rig.doffs, dtype=torch.float32),
         "index": torch.tensor(index, dtype=torch.int64),
     }
     if raw.depth_left is not None:

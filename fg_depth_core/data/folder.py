@@ -2,7 +2,9 @@
 
 Layout (NAME is any file stem; names starting with "." are ignored)::
 
-    DIR/calib.yaml        fx, fy, cx, cy (pixels), baseline (metres, right camera at +x)
+    DIR/calib.yaml        fx, fy, cx, cy (pixels, the left view), baseline (metres, right camera at +x)
+                          [, doffs: the disparity offset cx_r - cx_l in pixels (default 0), as in
+                          Middlebury 2014's calib.txt: depth = fx * baseline / (disparity + doffs)]
                           [, width, height: the image size those intrinsics belong to]
     DIR/left/NAME.png     left views (.png, .jpg, .jpeg, .bmp, .ppm, .tif, .tiff)
     DIR/right/NAME.png    right views, same stem and size as the left one
@@ -31,6 +33,8 @@ from fg_depth_core.image_io import read_stereo_pair
 
 CALIB_FILE = "calib.yaml"
 CALIB_KEYS = ("fx", "fy", "cx", "cy", "baseline")
+#: Optional calib.yaml key: the disparity offset cx_r - cx_l (pixels), 0 when absent.
+DOFFS_KEY = "doffs"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 #: 16-bit PNG depth holds round(depth * DEPTH_PNG_SCALE) (KITTI's convention); 0 = unknown.
 DEPTH_PNG_SCALE = 256.0
@@ -41,11 +45,11 @@ PathLike = Union[str, os.PathLike]
 # ------------------------------------------------------------------------------------------- calibration
 
 
-def read_calib(path: PathLike) -> Tuple[Intrinsics, float, Optional[Tuple[int, int]]]:
-    """(intrinsics, baseline, (width, height) or None) from a calib.yaml.
+def read_calib(path: PathLike) -> Tuple[StereoRig, Optional[Tuple[int, int]]]:
+    """(rig, (width, height) or None) from a calib.yaml.
 
-    Without width/height the intrinsics are given a placeholder size of 1x1: call
-    :func:`calib_rig` with the image size to get the rig.
+    Without width/height the rig's intrinsics are given a placeholder size of 1x1: call :func:`calib_rig`
+    with the image size to get the rig of the images.
     """
     import yaml
 
@@ -75,11 +79,13 @@ def read_calib(path: PathLike) -> Tuple[Intrinsics, float, Optional[Tuple[int, i
         if w < 1 or h < 1 or w != int(w) or h != int(h):
             raise DatasetError(f"{path}: keys 'width'/'height': expected positive integers, got {w} x {h}")
         size = (int(w), int(h))
+    doffs = _number(path, DOFFS_KEY, data[DOFFS_KEY]) if DOFFS_KEY in data else 0.0
     try:
         k = Intrinsics(values["fx"], values["fy"], values["cx"], values["cy"], *(size or (1, 1)))
+        rig = StereoRig(k, values["baseline"], doffs)
     except CameraError as exc:
         raise DatasetError(f"{path}: {exc}") from None
-    return k, values["baseline"], size
+    return rig, size
 
 
 def _number(path: Path, key: str, value: Any) -> float:
@@ -88,9 +94,10 @@ def _number(path: Path, key: str, value: Any) -> float:
     return float(value)
 
 
-def calib_rig(k: Intrinsics, baseline: float, width: int, height: int) -> StereoRig:
-    """The rig of a calib.yaml for images of ``width`` x ``height``."""
-    return StereoRig(Intrinsics(k.fx, k.fy, k.cx, k.cy, int(width), int(height)), baseline)
+def calib_rig(rig: StereoRig, width: int, height: int) -> StereoRig:
+    """The rig of a calib.yaml (:func:`read_calib`) for images of ``width`` x ``height``."""
+    k = rig.intrinsics
+    return StereoRig(Intrinsics(k.fx, k.fy, k.cx, k.cy, int(width), int(height)), rig.baseline, rig.doffs)
 
 
 def write_calib(root: PathLike, rig: StereoRig) -> Path:
@@ -106,19 +113,23 @@ def write_calib(root: PathLike, rig: StereoRig) -> Path:
         "cx": k.cx,
         "cy": k.cy,
         "baseline": rig.baseline,
+        DOFFS_KEY: rig.doffs,
         "width": k.width,
         "height": k.height,
     }
     if path.is_file():
-        old_k, old_b, old_size = read_calib(path)
-        old = calib_rig(old_k, old_b, *(old_size or (k.width, k.height)))
+        old_rig, old_size = read_calib(path)
+        old = calib_rig(old_rig, *(old_size or (k.width, k.height)))
         if not _same_rig(old, rig):
             raise DatasetError(
                 f"{path}: already describes another camera ({_describe(old)}), not {_describe(rig)}; "
                 "write into an empty folder"
             )
         return path
-    text = "# Rectified stereo calibration (pixels; baseline in metres, right camera at +x).\n"
+    text = (
+        "# Rectified stereo calibration: left intrinsics (pixels), baseline (metres, right camera at +x),\n"
+        "# doffs = cx_right - cx_left (pixels): depth = fx * baseline / (disparity + doffs).\n"
+    )
     atomic_write(path, (text + yaml.safe_dump(data, sort_keys=False)).encode())
     return path
 
@@ -127,8 +138,8 @@ def _same_rig(a: StereoRig, b: StereoRig) -> bool:
     ka, kb = a.intrinsics, b.intrinsics
     return (ka.width, ka.height) == (kb.width, kb.height) and bool(
         np.allclose(
-            [ka.fx, ka.fy, ka.cx, ka.cy, a.baseline],
-            [kb.fx, kb.fy, kb.cx, kb.cy, b.baseline],
+            [ka.fx, ka.fy, ka.cx, ka.cy, a.baseline, a.doffs],
+            [kb.fx, kb.fy, kb.cx, kb.cy, b.baseline, b.doffs],
             rtol=1e-9,
             atol=1e-9,
         )
@@ -137,7 +148,10 @@ def _same_rig(a: StereoRig, b: StereoRig) -> bool:
 
 def _describe(rig: StereoRig) -> str:
     k = rig.intrinsics
-    return f"{k.width}x{k.height}, fx={k.fx:g}, fy={k.fy:g}, cx={k.cx:g}, cy={k.cy:g}, B={rig.baseline:g} m"
+    return (
+        f"{k.width}x{k.height}, fx={k.fx:g}, fy={k.fy:g}, cx={k.cx:g}, cy={k.cy:g}, B={rig.baseline:g} m, "
+        f"doffs={rig.doffs:g} px"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -217,7 +231,8 @@ class StereoFolder(StereoDataset):
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: stereo folder not found")
         self.calib_path = self.root / CALIB_FILE
-        self._k, self.baseline, self.calib_size = read_calib(self.calib_path)
+        self._rig, self.calib_size = read_calib(self.calib_path)
+        self.baseline = self._rig.baseline
         lefts = _stems(self.root / "left")
         if not lefts:
             raise DatasetError(
@@ -273,7 +288,7 @@ class StereoFolder(StereoDataset):
                 f"{self.calib_path}: calibrated for {self.calib_size[0]}x{self.calib_size[1]} images, "
                 f"got {width}x{height}"
             )
-        return calib_rig(self._k, self.baseline, width, height)
+        return calib_rig(self._rig, width, height)
 
     def load(self, index: int) -> RawPair:
         left_path, right_path, depth_path = self._files[index]

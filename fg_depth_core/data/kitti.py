@@ -25,7 +25,6 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from fg_depth_core.camera import StereoRig
 from fg_depth_core.data.base import DatasetError, RawPair, StereoDataset
 from fg_depth_core.data.kitti_calib import KittiCalib, load_kitti_calib
 from fg_depth_core.data.kitti_gt import find_improved_gt, project_velodyne, read_depth_png, read_velodyne
@@ -238,11 +237,11 @@ class KittiRaw(StereoDataset):
             _image_path(drive_dir, 2, frame.index), _image_path(drive_dir, 3, frame.index)
         )
         height, width = left.shape[:2]
-        rig = calib.rig(width, height, camera=frame.camera)
+        rig = calib.rig(width, height)
         depth = self._depth(frame, calib, width, height) if self.load_depth else None
         if frame.side == "r":
             left, right = np.ascontiguousarray(right[:, ::-1]), np.ascontiguousarray(left[:, ::-1])
-            rig = StereoRig(rig.intrinsics.flipped(), rig.baseline)
+            rig = rig.flip_swapped()
             if depth is not None:
                 depth = np.ascontiguousarray(depth[:, ::-1])
         return RawPair(left, right, rig, depth)

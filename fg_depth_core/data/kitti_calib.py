@@ -4,7 +4,8 @@ Both files hold lines ``KEY: v1 v2 ...`` (row-major matrices); ``calib_time`` is
 loader needs:
 
 - ``P_rect_02`` / ``P_rect_03`` (12 numbers): rectified 3x4 projections of the left/right colour cameras. The
-  rig (focal length, baseline) comes from them through :meth:`StereoRig.from_projections`.
+  rig (left intrinsics, baseline, disparity offset, notes on residuals such as their small vertical and depth
+  offsets) comes from them through :meth:`StereoRig.from_projections`.
 - ``R_rect_00`` (9): rectifying rotation of the reference camera 0, applied to velodyne points.
 - ``S_rect_02`` (2, optional): width and height of the rectified images the projections refer to.
 - ``R`` (9) and ``T`` (3) of ``calib_velo_to_cam.txt``: velodyne -> camera 0 (unrectified), metres.
@@ -104,10 +105,12 @@ class KittiCalib:
         return self.projection(camera) @ rect @ self.velo_to_cam
 
     def rig(self, width: Optional[int] = None, height: Optional[int] = None, camera: int = 2) -> StereoRig:
-        """The stereo rig for images of ``width`` x ``height`` (default: S_rect_02) with ``camera`` as target.
+        """The stereo rig of P_rect_02/03 for images of ``width`` x ``height`` (default: S_rect_02).
 
-        The baseline comes from P_rect_02/03 (right camera at +B); the intrinsics from P_rect_0<camera>. When
-        the images are not at S_rect_02 size (a resized copy) the intrinsics are scaled to their size.
+        Baseline, disparity offset and notes come from P_rect_02 (left) and P_rect_03 (right camera at +B);
+        ``camera`` = 3 puts camera 3's intrinsics in place of camera 2's (for data of camera 3 unmirrored;
+        the pair of a mirrored camera-3 target is ``rig().flip_swapped()``). When the images are not at
+        S_rect_02 size (a resized copy) the rig is scaled to their size.
         """
         native = self.image_size
         if native is None:
@@ -115,10 +118,17 @@ class KittiCalib:
                 raise DatasetError(f"{self.source}: no S_rect_02 image size; pass the image width and height")
             native = (int(width), int(height))
         try:
-            base = StereoRig.from_projections(self.projection(2), self.projection(3), native[0], native[1])
-            rig = StereoRig(
-                Intrinsics.from_matrix(self.projection(camera), native[0], native[1]), base.baseline
+            rig = StereoRig.from_projections(
+                self.projection(2),
+                self.projection(3),
+                native[0],
+                native[1],
+                ("P_rect_02", "P_rect_03"),
+                "P_rect_02/P_rect_03",
             )
+            if camera != 2:
+                k = Intrinsics.from_matrix(self.projection(camera), native[0], native[1])
+                rig = StereoRig(k, rig.baseline, rig.doffs, rig.notes)
         except CameraError as error:
             raise DatasetError(
                 f"{self.source}: P_rect_02/P_rect_03 do not form a stereo rig: {error}"

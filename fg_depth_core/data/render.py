@@ -3,7 +3,8 @@
 Each pixel's ray is intersected with every patch; the nearest hit wins, so depth, disparity and occlusions
 are exact by construction. Textures are functions of the patch's own 2-D surface coordinates (metres), so
 both cameras see the same surface point with the same albedo. Units: metres and pixels; the left camera
-sits at the origin of the optical frame (x right, y down, z forward), the right camera at (+B, 0, 0).
+sits at the origin of the optical frame (x right, y down, z forward), the right camera at (+B, 0, 0), or at
+(+B, ty, tz) with intrinsics of its own to reproduce a real calibration (its cx offset, its residuals).
 
 Speed: a patch is only tested against the pixels inside the bounding box of its projection (clipped to the
 near plane), and textures are evaluated once per pixel, for the winning patch only.
@@ -60,8 +61,11 @@ class Patch:
 class StereoFrame:
     """A rendered rectified pair with exact geometry.
 
-    left, right: (H,W,3) uint8 RGB. depth_left, depth_right: (H,W) float32 metres, inf where no patch is hit.
-    disparity_left: (H,W) float32 pixels (f * B / depth_left, 0 where nothing is hit).
+    left, right: (H,W,3) uint8 RGB. depth_left, depth_right: (H,W) float32 metres (each camera's own z), inf
+    where no patch is hit. disparity_left: (H,W) float32 pixels, the image disparity x_l - x_r of each left
+    pixel's surface point, exact for any right camera (f * B / depth_left - doffs for an ideal rig); where
+    nothing is hit, that of a point at infinity (0 when both cameras share K). right_intrinsics and
+    right_offset (ty, tz metres): the right camera as rendered.
     """
 
     left: np.ndarray
@@ -71,6 +75,8 @@ class StereoFrame:
     disparity_left: np.ndarray
     intrinsics: Intrinsics
     baseline: float
+    right_intrinsics: Optional[Intrinsics] = None
+    right_offset: Tuple[float, float] = (0.0, 0.0)
 
 
 def fronto_parallel(depth: float, width: float = 1e4, height: float = 1e4, **kw) -> Patch:
@@ -272,16 +278,16 @@ def _bboxes(o: np.ndarray, a: np.ndarray, b: np.ndarray, camera: np.ndarray, k: 
 
 
 def _cast(
-    patches: Sequence[Patch], k: Intrinsics, camera_x: float
+    patches: Sequence[Patch], k: Intrinsics, camera: Tuple[float, float, float]
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest hit per pixel for a camera at (camera_x, 0, 0) looking down +z.
+    """Nearest hit per pixel for a camera at ``camera`` (x, y, z metres) looking down +z.
 
     Returns depth (H,W) float64 metres (inf: no hit), the index (H,W) int64 of the patch hit (-1: none) and
     its surface coordinates s, t (H,W) in [0, 1].
     """
     rx = (np.arange(k.width, dtype=np.float64) - k.cx) / k.fx  # rays (rx, ry, 1): their parameter is depth
     ry = (np.arange(k.height, dtype=np.float64) - k.cy) / k.fy
-    cam = np.array([camera_x, 0.0, 0.0])
+    cam = np.asarray(camera, dtype=np.float64)
     depth = np.full((k.height, k.width), np.inf)
     index = np.full((k.height, k.width), -1, dtype=np.int64)
     s_buf = np.zeros((k.height, k.width))
@@ -366,37 +372,71 @@ def render_stereo(
     sky: Union[Tuple[float, float, float], SkyFunction] = (0.55, 0.7, 0.9),
     seed: Optional[int] = 0,
     antialias: bool = False,
+    right_intrinsics: Optional[Intrinsics] = None,
+    right_offset: Tuple[float, float] = (0.0, 0.0),
 ) -> StereoFrame:
     """Render the rectified pair seen by cameras at x = 0 (left) and x = +baseline (right).
 
+    The right camera has ``intrinsics`` too unless ``right_intrinsics`` (same image size) gives its own (a cx
+    of its own is a disparity offset doffs = cx_r - cx_l), and sits at (baseline, ty, tz) for
+    ``right_offset`` = (ty, tz) metres; both keep the left camera's orientation. Ground truth stays exact.
     ``right_gain``/``right_bias`` change the right camera's exposure (intensity in [0, 1] units);
     ``noise_std`` adds Gaussian sensor noise (same units) to both views. Pixels that hit nothing show ``sky``:
     an RGB triple or a function of the ray direction (so it lies at infinity: zero disparity). With
     ``antialias`` each pixel averages texture detail and painted edges over its footprint on the surface (as
     a lens and sensor do), so distant surfaces do not alias into view-dependent noise.
     """
+    k_right = intrinsics if right_intrinsics is None else right_intrinsics
+    if (k_right.width, k_right.height) != (intrinsics.width, intrinsics.height):
+        raise ValueError(
+            f"right_intrinsics: expected a {intrinsics.width}x{intrinsics.height} image like the left, got "
+            f"{k_right.width}x{k_right.height}"
+        )
+    ty, tz = (float(v) for v in right_offset)
     rng = np.random.default_rng(seed)
     views = []
     depths = []
-    for camera_x, gain, bias in ((0.0, 1.0, 0.0), (baseline, right_gain, right_bias)):
-        depth, index, s, t = _cast(patches, intrinsics, camera_x)
-        color = _colorize(patches, intrinsics, depth, index, s, t, antialias)
+    cameras = (
+        (intrinsics, (0.0, 0.0, 0.0), 1.0, 0.0),
+        (k_right, (float(baseline), ty, tz), right_gain, right_bias),
+    )
+    for k, position, gain, bias in cameras:
+        depth, index, s, t = _cast(patches, k, position)
+        color = _colorize(patches, k, depth, index, s, t, antialias)
         miss = index < 0
         if miss.any():
-            color[miss] = _sky_color(sky, intrinsics, miss)
+            color[miss] = _sky_color(sky, k, miss)
         color = color * gain + bias
         if noise_std > 0:
             color = color + rng.normal(0.0, noise_std, color.shape)
         views.append(np.clip(np.round(color * 255.0), 0, 255).astype(np.uint8))
         depths.append(depth.astype(np.float32))
-    with np.errstate(divide="ignore"):
-        disparity = np.where(np.isfinite(depths[0]), intrinsics.fx * baseline / depths[0], 0.0)
     return StereoFrame(
         left=views[0],
         right=views[1],
         depth_left=depths[0],
         depth_right=depths[1],
-        disparity_left=disparity.astype(np.float32),
+        disparity_left=_image_disparity(depths[0], intrinsics, k_right, (float(baseline), ty, tz)),
         intrinsics=intrinsics,
         baseline=float(baseline),
+        right_intrinsics=right_intrinsics,
+        right_offset=(ty, tz),
     )
+
+
+def _image_disparity(
+    depth: np.ndarray, left: Intrinsics, right: Intrinsics, offset: Tuple[float, float, float]
+) -> np.ndarray:
+    """x_l - x_r (H,W) float32 pixels of each left pixel's surface point at ``depth`` (H,W metres, inf: a
+    point at infinity along the pixel's ray) seen by a right camera with ``right`` intrinsics at ``offset``
+    (x, y, z metres) from the left."""
+    ray_x = (np.arange(left.width, dtype=np.float64)[None, :] - left.cx) / left.fx
+    z = depth.astype(np.float64)
+    finite = np.isfinite(z)
+    # x_l = fx_l ray_x + cx_l and x_r = fx_r (ray_x Z - Bx) / (Z - Bz) + cx_r, grouped so that an ideal rig
+    # (one fx, Bz = 0) gives exactly fx * B / Z - doffs; as Z -> inf the Z terms tend to 1 and 0.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stretch = np.where(finite, z / (z - offset[2]), 1.0)
+        parallax = np.where(finite, right.fx * offset[0] / (z - offset[2]), 0.0)
+    disparity = ray_x * (left.fx - right.fx * stretch) + parallax - (right.cx - left.cx)
+    return disparity.astype(np.float32)

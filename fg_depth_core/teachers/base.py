@@ -1,15 +1,18 @@
 """The teacher interface: dense target->source correspondence with a validity mask, in both directions.
 
 A teacher looks at a rectified stereo pair and returns the flow F from target to source, so that
-I_t(p) ~ I_s(p + F(p)) (docs/METHOD.md, "Notation"). With the left image as target F = (-d, 0) for disparity
-d; with the right image as target (the flip-swap augmentation) F = (+d, 0).
+I_t(p) ~ I_s(p + F(p)) (docs/METHOD.md, "Notation"). With the left image as target F = (-d, 0) for the image
+disparity d = x_l - x_r; with the right image as target (the flip-swap augmentation) F = (+d, 0). A rig's
+disparity offset doffs = cx_r - cx_l (fg_depth_core.camera.StereoRig) does not change the flow, which is an
+image correspondence, but it shifts where d lives (d = f * B / Z - doffs): teachers that search a disparity
+range (SGBM) take it per sample, and the cache keys on it.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -19,6 +22,24 @@ from fg_depth_core.errors import FgDepthError
 
 class TeacherError(FgDepthError, RuntimeError):
     """A teacher cannot be built or run: missing weights, bad inputs; the message names the file or value."""
+
+
+#: Disparity offsets of a batch: one number for every sample, or one per sample ((B,) tensor or sequence).
+Doffs = Union[float, Sequence[float], torch.Tensor]
+
+
+def per_sample_doffs(doffs: Doffs, batch: int) -> Tuple[float, ...]:
+    """``doffs`` (pixels) as one float per sample of a batch of ``batch``; TeacherError for a wrong count or a
+    non-finite value."""
+    values = [float(v) for v in torch.as_tensor(doffs, dtype=torch.float64).reshape(-1)]
+    if len(values) == 1:
+        values = values * batch
+    if len(values) != batch or not all(np.isfinite(values)):
+        raise TeacherError(
+            f"teacher doffs: expected one finite disparity offset (pixels) or one per sample of {batch}, got "
+            f"{values}"
+        )
+    return tuple(values)
 
 
 @dataclass
@@ -56,21 +77,29 @@ def check_pair(target: torch.Tensor, source: torch.Tensor) -> None:
 class Teacher(abc.ABC):
     """Dense correspondence on rectified stereo pairs; images are (B,3,H,W) float in [0, 1]."""
 
-    def flow(self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool = True) -> TeacherOutput:
-        """Flow target->source (B,2,H,W, pixels) and validity (B,1,H,W bool), on the input's device."""
+    def flow(
+        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool = True, doffs: Doffs = 0.0
+    ) -> TeacherOutput:
+        """Flow target->source (B,2,H,W, pixels) and validity (B,1,H,W bool), on the input's device, for pairs
+        whose rig has the disparity offset ``doffs`` (pixels at this size; the same whichever view is the
+        target, since flip-swap keeps it)."""
         check_pair(target, source)
-        return self._flow(target, source, target_is_left)
+        return self._flow(target, source, target_is_left, per_sample_doffs(doffs, target.shape[0]))
 
-    def stereo(self, left: torch.Tensor, right: torch.Tensor) -> Tuple[TeacherOutput, TeacherOutput]:
+    def stereo(
+        self, left: torch.Tensor, right: torch.Tensor, doffs: Doffs = 0.0
+    ) -> Tuple[TeacherOutput, TeacherOutput]:
         """Both directions: (left->right output, right->left output).
 
         Subclasses that get both directions from one computation (RAFT's forward-backward check) override it.
         """
-        return self.flow(left, right, True), self.flow(right, left, False)
+        return self.flow(left, right, True, doffs), self.flow(right, left, False, doffs)
 
     @abc.abstractmethod
-    def _flow(self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool) -> TeacherOutput:
-        """The computation behind :meth:`flow`, on validated inputs."""
+    def _flow(
+        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool, doffs: Tuple[float, ...]
+    ) -> TeacherOutput:
+        """The computation behind :meth:`flow`, on validated inputs (``doffs``: one offset per sample)."""
 
     @abc.abstractmethod
     def identity(self) -> Dict[str, Any]:
@@ -79,16 +108,17 @@ class Teacher(abc.ABC):
 
 
 def stereo_flows(
-    teacher: Teacher, left: torch.Tensor, right: torch.Tensor
+    teacher: Teacher, left: torch.Tensor, right: torch.Tensor, doffs: Doffs = 0.0
 ) -> Tuple[TeacherOutput, TeacherOutput]:
-    """The teacher's (left->right, right->left) outputs for left/right images (B,3,H,W) in [0, 1]."""
+    """The teacher's (left->right, right->left) outputs for left/right images (B,3,H,W) in [0, 1] of rigs
+    with disparity offset ``doffs`` (pixels)."""
     check_pair(left, right)
-    return teacher.stereo(left, right)
+    return teacher.stereo(left, right, doffs)
 
 
 def teacher_disparity(output: TeacherOutput, index: int = 0) -> np.ndarray:
-    """Disparity (H,W) float32 pixels of sample ``index``: -flow_x for a left target, +flow_x for a right
-    target; NaN where the teacher is invalid."""
+    """Image disparity (H,W) float32 pixels of sample ``index``: -flow_x for a left target, +flow_x for a
+    right target; NaN where the teacher is invalid. Its depth is f * B / (d + doffs)."""
     flow_x = output.flow[index, 0].detach().float().cpu().numpy()
     valid = output.valid[index, 0].detach().cpu().numpy().astype(bool)
     disparity = -flow_x if output.target_is_left else flow_x

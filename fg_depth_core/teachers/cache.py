@@ -1,7 +1,8 @@
 """On-disk teacher cache: a teacher's output is a pure function of the pair and the teacher, so compute once.
 
 One ``.npz`` file per sample and direction, named by a SHA-256 of the images (bytes and shapes), the teacher's
-identity (method, weights identity, sub-config), the direction and the package version. Files are written to
+identity (method, weights identity, sub-config), the direction, the rig's disparity offset (when not 0, so
+that earlier caches of pairs without one stay valid) and the package version. Files are written to
 a temporary name in the same directory and renamed, so concurrent workers never read a half-written file.
 """
 
@@ -19,16 +20,27 @@ import torch
 
 from fg_depth_core import __version__
 from fg_depth_core.atomic_io import atomic_write_with
-from fg_depth_core.teachers.base import Teacher, TeacherError, TeacherOutput, check_pair
+from fg_depth_core.teachers.base import (
+    Doffs,
+    Teacher,
+    TeacherError,
+    TeacherOutput,
+    check_pair,
+    per_sample_doffs,
+)
 
 FLOW_DTYPES = ("float32", "float16")
 
 
 def cache_key(
-    target: torch.Tensor, source: torch.Tensor, identity: Dict[str, Any], target_is_left: bool
+    target: torch.Tensor,
+    source: torch.Tensor,
+    identity: Dict[str, Any],
+    target_is_left: bool,
+    doffs: float = 0.0,
 ) -> str:
     """Hex SHA-256 key of one pair: images (3,H,W) hashed as float32 bytes with their shapes, the teacher's
-    identity, the direction and the package version."""
+    identity, the direction, the disparity offset (pixels; left out when 0) and the package version."""
     digest = hashlib.sha256()
     header = {
         "version": __version__,
@@ -36,6 +48,8 @@ def cache_key(
         "target_is_left": bool(target_is_left),
         "shapes": [list(target.shape), list(source.shape)],
     }
+    if doffs:
+        header["doffs"] = float(doffs)
     digest.update(json.dumps(header, sort_keys=True).encode())
     for image in (target, source):
         digest.update(np.ascontiguousarray(image.detach().to("cpu", torch.float32).numpy()).tobytes())
@@ -77,26 +91,33 @@ class CachedTeacher(Teacher):
 
     # ------------------------------------------------------------------------------------------- lookups
 
-    def _flow(self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool) -> TeacherOutput:
+    def _flow(
+        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool, doffs: Tuple[float, ...]
+    ) -> TeacherOutput:
         identity = self.identity()
-        keys = [cache_key(t, s, identity, target_is_left) for t, s in zip(target, source)]
+        keys = [cache_key(t, s, identity, target_is_left, o) for t, s, o in zip(target, source, doffs)]
         found = [self._load(k, target.shape[-2:]) for k in keys]
         missing = [i for i, entry in enumerate(found) if entry is None]
         if missing:
             idx = torch.tensor(missing, device=target.device)
-            computed = self.teacher.flow(target[idx], source[idx], target_is_left)
+            computed = self.teacher.flow(
+                target[idx], source[idx], target_is_left, [doffs[i] for i in missing]
+            )
             for j, i in enumerate(missing):
                 found[i] = self._store(keys[i], computed.flow[j], computed.valid[j])
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         return self._assemble(found, target.device, target_is_left)
 
-    def stereo(self, left: torch.Tensor, right: torch.Tensor) -> Tuple[TeacherOutput, TeacherOutput]:
+    def stereo(
+        self, left: torch.Tensor, right: torch.Tensor, doffs: Doffs = 0.0
+    ) -> Tuple[TeacherOutput, TeacherOutput]:
         check_pair(left, right)
+        offsets = per_sample_doffs(doffs, left.shape[0])
         identity = self.identity()
         keys = [
-            (cache_key(lf, rt, identity, True), cache_key(rt, lf, identity, False))
-            for lf, rt in zip(left, right)
+            (cache_key(lf, rt, identity, True, o), cache_key(rt, lf, identity, False, o))
+            for lf, rt, o in zip(left, right, offsets)
         ]
         found = [[self._load(k, left.shape[-2:]) for k in pair] for pair in keys]
         missing = [i for i, pair in enumerate(found) if any(e is None for e in pair)]
@@ -106,7 +127,7 @@ class CachedTeacher(Teacher):
         if missing:
             idx = torch.tensor(missing, device=left.device)
             # The inner teacher may get both directions from one run (RAFT's forward-backward check).
-            outputs = self.teacher.stereo(left[idx], right[idx])
+            outputs = self.teacher.stereo(left[idx], right[idx], [offsets[i] for i in missing])
             for j, i in enumerate(missing):
                 for d, out in enumerate(outputs):
                     if found[i][d] is None:

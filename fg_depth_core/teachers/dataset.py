@@ -5,6 +5,9 @@ The teacher runs on the sample's views at the network input size, in both direct
 - "flow_lr" (2,H,W) float32 pixels, "valid_lr" (1,H,W) bool: left view as target, right as source (≈ -d);
 - "flow_rl", "valid_rl": right view as target, left as source (≈ +d), for the flip-swap augmentation.
 
+d is the image disparity; the sample's "doffs" (the rig's disparity offset, pixels) goes to the teacher, which
+searches the disparity range it implies (SGBM).
+
 With an on-disk cache (teacher.cache_dir, or a CachedTeacher) each pair is computed once, ever:
 :func:`precompute_teacher` fills the cache with a progress bar, after which training only reads it.
 
@@ -114,22 +117,25 @@ class WithTeacher(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         sample = dict(self.dataset[index])
-        sample.update(self.teacher_outputs(sample["left"], sample["right"]))
+        doffs = float(sample["doffs"]) if "doffs" in sample else 0.0
+        sample.update(self.teacher_outputs(sample["left"], sample["right"], doffs))
         return sample
 
     @torch.no_grad()
-    def teacher_outputs(self, left: torch.Tensor, right: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Teacher keys for one pair of (3,H,W) views in [0, 1]: flow_* (2,H,W) float32, valid_* (1,H,W) bool,
-        on the CPU."""
+    def teacher_outputs(
+        self, left: torch.Tensor, right: torch.Tensor, doffs: float = 0.0
+    ) -> Dict[str, torch.Tensor]:
+        """Teacher keys for one pair of (3,H,W) views in [0, 1] whose rig has disparity offset ``doffs``
+        (pixels at this size): flow_* (2,H,W) float32, valid_* (1,H,W) bool, on the CPU."""
         teacher = self.teacher
         target, source = left[None], right[None]
         outputs: Dict[str, TeacherOutput] = {}
         if len(self.directions) == 2:
-            outputs["lr"], outputs["rl"] = stereo_flows(teacher, target, source)
+            outputs["lr"], outputs["rl"] = stereo_flows(teacher, target, source, doffs)
         elif self.directions == ("lr",):
-            outputs["lr"] = teacher.flow(target, source, target_is_left=True)
+            outputs["lr"] = teacher.flow(target, source, target_is_left=True, doffs=doffs)
         else:
-            outputs["rl"] = teacher.flow(source, target, target_is_left=False)
+            outputs["rl"] = teacher.flow(source, target, target_is_left=False, doffs=doffs)
         out = {}
         for name, result in outputs.items():
             out[f"flow_{name}"] = result.flow[0].detach().to("cpu", torch.float32)

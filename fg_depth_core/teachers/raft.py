@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from fg_depth_core.config import RAFT_STRIDE, RaftConfig
 from fg_depth_core.geometry import flow_warp
-from fg_depth_core.teachers.base import Teacher, TeacherError, TeacherOutput
+from fg_depth_core.teachers.base import Doffs, Teacher, TeacherError, TeacherOutput
 
 #: Seed of the random initialisation for weights="none", so that such a teacher is reproducible (and
 #: cacheable) and building one leaves the global RNG untouched.
@@ -171,13 +171,18 @@ class RaftTeacher(Teacher):
         predictions = self.model(prepare(target), prepare(source), num_flow_updates=self.cfg.num_flow_updates)
         return predictions[-1][:, :, :h, :w].to(target.device)
 
-    def _flow(self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool) -> TeacherOutput:
+    def _flow(
+        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool, doffs: Tuple[float, ...]
+    ) -> TeacherOutput:
+        # Optical flow needs no disparity range: the offset only changes how its disparity becomes depth.
         if self.cfg.fb_threshold > 0:
             return self._both(target, source, target_is_left)[0]
         forward = self.raw_flow(target, source)
         return TeacherOutput(forward, consistency_valid(forward, None, self.cfg), target_is_left)
 
-    def stereo(self, left: torch.Tensor, right: torch.Tensor) -> Tuple[TeacherOutput, TeacherOutput]:
+    def stereo(
+        self, left: torch.Tensor, right: torch.Tensor, doffs: Doffs = 0.0
+    ) -> Tuple[TeacherOutput, TeacherOutput]:
         return self._both(left, right, True)
 
     def _both(

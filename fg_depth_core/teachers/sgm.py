@@ -2,13 +2,14 @@
 is the offline default.
 
 SGBM gives a left-view disparity with holes; holes are invalid teacher pixels. The right-view disparity comes
-from the same matcher run on the mirrored, swapped pair: mirroring turns the right view into a left view.
+from the same matcher run on the mirrored, swapped pair: mirroring turns the right view into a left view of a
+rig with the same disparity offset (StereoRig.flip_swapped), so both directions search the same range.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import cv2
 import numpy as np
@@ -16,7 +17,12 @@ import torch
 
 from fg_depth_core.config import SgbmConfig
 from fg_depth_core.geometry import mirror
-from fg_depth_core.stereo_matching import StereoMatchingError, create_matcher, sgbm_disparity
+from fg_depth_core.stereo_matching import (
+    StereoMatchingError,
+    create_matcher,
+    min_disparity_for,
+    sgbm_disparity,
+)
 from fg_depth_core.teachers.base import Teacher, TeacherError, TeacherOutput, disparity_output
 
 
@@ -31,12 +37,21 @@ class SgbmTeacher(Teacher):
 
     def __init__(self, cfg: SgbmConfig) -> None:
         self.cfg = cfg
-        self._matcher = create_matcher(cfg)
+        self._matchers = {0: create_matcher(cfg)}
+
+    def _matcher(self, doffs: float) -> Any:
+        """The matcher whose search starts where a rig with offset ``doffs`` needs it (one per start)."""
+        start = min_disparity_for(doffs)
+        if start not in self._matchers:
+            self._matchers[start] = create_matcher(self.cfg, start)
+        return self._matchers[start]
 
     def identity(self) -> Dict[str, Any]:
         return {"method": "sgbm", "sgbm": dataclasses.asdict(self.cfg)}
 
-    def _flow(self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool) -> TeacherOutput:
+    def _flow(
+        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool, doffs: Tuple[float, ...]
+    ) -> TeacherOutput:
         if target_is_left:
             left, right = target, source
         else:
@@ -44,7 +59,8 @@ class SgbmTeacher(Teacher):
             left, right = mirror(target), mirror(source)
         try:
             disparities = [
-                sgbm_disparity(self._matcher, to_gray_u8(lf), to_gray_u8(rt)) for lf, rt in zip(left, right)
+                sgbm_disparity(self._matcher(offset), to_gray_u8(lf), to_gray_u8(rt), offset)
+                for lf, rt, offset in zip(left, right, doffs)
             ]
         except StereoMatchingError as exc:
             raise TeacherError(str(exc)) from None

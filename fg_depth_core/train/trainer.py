@@ -77,7 +77,18 @@ RESUME_LOCKED_SECTIONS = ("model", "data")
 #: ...except these keys, which change how data is read, not what is read.
 RESUME_FREE_KEYS = ("data.num_workers",)
 #: Keys of a sample that a training step uses; ground-truth depth (at its own resolution) stays out.
-TRAIN_KEYS = ("left", "right", "K", "focal", "baseline", "flow_lr", "valid_lr", "flow_rl", "valid_rl")
+TRAIN_KEYS = (
+    "left",
+    "right",
+    "K",
+    "focal",
+    "baseline",
+    "doffs",
+    "flow_lr",
+    "valid_lr",
+    "flow_rl",
+    "valid_rl",
+)
 #: Samples drawn in each TensorBoard image grid.
 IMAGE_SAMPLES = 4
 
@@ -594,6 +605,7 @@ class Trainer:
             aug["focal"],
             aug["baseline"],
             self.cfg.loss,
+            aug.get("doffs", 0.0),
         )
         return loss, logs, aug, depths
 
@@ -659,6 +671,7 @@ class Trainer:
                         moved["focal"],
                         moved["baseline"],
                         self.cfg.loss,
+                        moved.get("doffs", 0.0),
                     )
                     n = moved["left"].shape[0]
                     sums[0] += float(loss) * n

@@ -18,7 +18,7 @@ from fg_depth_core.cli import main
 from fg_depth_core.config import DataConfig, SynthConfig
 from fg_depth_core.data.base import DatasetError, RawPair
 from fg_depth_core.data.factory import build_dataset
-from fg_depth_core.data.folder import StereoFolder, read_depth, write_stereo_folder
+from fg_depth_core.data.folder import StereoFolder, read_calib, read_depth, write_stereo_folder
 from fg_depth_core.data.synth import SynthDataset, render_split
 from fg_depth_core.data.world import render_frame, resize_synth, synth_intrinsics
 
@@ -231,3 +231,26 @@ def test_factory_builds_each_dataset_and_explains_bad_requests(tmp_path: Path, f
         ("/data/kitti", "eigen/test_files.txt", 640, 192, {"load_depth": True}),
         ("/data/kitti", "t.txt", 640, 192, {"load_depth": False}),
     ]
+
+
+def test_calib_yaml_carries_the_disparity_offset(tmp_path):
+    # Middlebury-style: doffs = cx_right - cx_left in pixels; depth = fx * baseline / (disparity + doffs).
+    (tmp_path / "calib.yaml").write_text(
+        "fx: 215.0\nfy: 215.0\ncx: 67.0\ncy: 54.5\nbaseline: 0.193\ndoffs: 6.7\nwidth: 160\nheight: 108\n"
+    )
+    rig, size = read_calib(tmp_path / "calib.yaml")
+    assert size == (160, 108) and rig.doffs == 6.7 and rig.right_intrinsics.cx == pytest.approx(73.7)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "calib.yaml").write_text("fx: 1\nfy: 1\ncx: 1\ncy: 1\nbaseline: 1\n")
+    assert read_calib(tmp_path / "old" / "calib.yaml")[0].doffs == 0.0  # files without the key
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "calib.yaml").write_text("fx: 1\nfy: 1\ncx: 1\ncy: 1\nbaseline: 1\ndoffs: x\n")
+    with pytest.raises(DatasetError, match=r"calib\.yaml: key 'doffs': expected a number, got 'x'"):
+        read_calib(tmp_path / "bad" / "calib.yaml")
+    # Written and read back; a folder holds one rig, so another offset is another camera.
+    pair = RawPair(np.zeros((108, 160, 3), np.uint8), np.zeros((108, 160, 3), np.uint8), rig)
+    write_stereo_folder(tmp_path / "out", [("0", pair)])
+    assert StereoFolder(tmp_path / "out", 160, 108).load(0).rig == rig
+    other = RawPair(pair.left, pair.right, StereoRig(rig.intrinsics, rig.baseline, 0.0))
+    with pytest.raises(DatasetError, match=r"differs from the folder's calibration \(.*doffs=6\.7 px\)"):
+        write_stereo_folder(tmp_path / "out2", [("0", pair), ("1", other)])

@@ -157,3 +157,29 @@ def test_numpy_twins_equal_the_torch_geometry():
     np.testing.assert_array_equal(valid, t_valid[0, 0].numpy())
     np.testing.assert_allclose(back, t_back[0, 0].numpy(), rtol=1e-6)
     assert not valid[0, 0] and not valid[0, 3] and back[0, 0] == 0.0
+
+
+def test_numpy_twins_equal_the_torch_geometry_with_a_disparity_offset():
+    """Image disparity d = f B / Z - doffs and back, in both twins; where d + doffs <= 0 there is no depth."""
+    from fg_depth_core import geometry_np
+
+    rng = np.random.default_rng(4)
+    depth = rng.uniform(0.5, 80.0, (19, 23)).astype(np.float32)
+    depth[0, :2] = [np.inf, 1e-3]
+    f, b, doffs = 412.5, 0.193, 13.4
+    disparity = geometry_np.disparity_from_depth(depth, f, b, doffs)
+    t_disparity = disparity_from_depth(torch.from_numpy(depth)[None, None], f, b, doffs)[0, 0].numpy()
+    np.testing.assert_allclose(disparity, t_disparity, rtol=1e-6)
+    np.testing.assert_allclose(disparity + doffs, f * b / depth.astype(np.float64), rtol=1e-5)
+    assert disparity[0, 0] == np.float32(-doffs)  # a point at infinity sits at -doffs
+    back, valid = geometry_np.depth_from_disparity(disparity, f, b, doffs)
+    t_back, t_valid = depth_from_disparity(torch.from_numpy(disparity)[None, None], f, b, doffs)
+    np.testing.assert_array_equal(valid, t_valid[0, 0].numpy())
+    np.testing.assert_allclose(back, t_back[0, 0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(back[1:], depth[1:], rtol=1e-4)
+    assert not valid[0, 0] and back[0, 0] == 0.0
+    # Per-sample offsets (B,) in torch: each sample its own.
+    batch = torch.from_numpy(np.stack([disparity, disparity]))[:, None]
+    both, _ = depth_from_disparity(batch, f, b, torch.tensor([doffs, 0.0]))
+    np.testing.assert_allclose(both[0, 0, 1:].numpy(), depth[1:], rtol=1e-4)
+    assert not torch.allclose(both[1, 0, 1:], both[0, 0, 1:])

@@ -257,9 +257,9 @@ class CountingTeacher(Teacher):
     def identity(self) -> Dict[str, Any]:
         return self.inner.identity()
 
-    def _flow(self, target, source, target_is_left):
+    def _flow(self, target, source, target_is_left, doffs):
         self.calls.append(target.shape[0])
-        return self.inner.flow(target, source, target_is_left)
+        return self.inner.flow(target, source, target_is_left, doffs)
 
 
 def test_cache_hit_returns_identical_arrays(frame, tmp_path):
@@ -397,3 +397,47 @@ def test_sgbm_on_an_image_narrower_than_its_disparity_range_says_so():
         SgbmTeacher(SgbmConfig(num_disparities=96)).flow(image, image)
     out = SgbmTeacher(SgbmConfig(num_disparities=32)).flow(image, image)
     assert out.flow.shape == (1, 2, 32, 96)
+
+
+def test_sgbm_searches_from_the_rigs_offset_per_sample_and_the_cache_keys_on_it(tmp_path):
+    # The frame's right camera with its principal point 12 px to the right (doffs = 12): image disparities
+    # are f B / Z - 12, i.e. -4 px (wall) and +8 px (box).
+    k = Intrinsics(fx=FOCAL, fy=FOCAL, cx=159.5, cy=95.5, width=320, height=192)
+    right_k = Intrinsics(FOCAL, FOCAL, 159.5 + 12.0, 95.5, 320, 192)
+    near = Patch(origin=(-0.5, -0.4, NEAR), axis_u=(1.0, 0.0, 0.0), axis_v=(0.0, 0.8, 0.0),
+                 texture_seed=3, texture_cell=0.05)
+    shifted = render_stereo([fronto_parallel(FAR, texture_seed=1, texture_cell=0.1), near], k, BASELINE,
+                            seed=0, right_intrinsics=right_k)  # fmt: skip
+    left, right = _tensor(shifted.left), _tensor(shifted.right)
+    teacher = SgbmTeacher(SGBM)
+    both = teacher.flow(torch.cat((left, left)), torch.cat((right, right)), doffs=torch.tensor([12.0, 0.0]))
+    with_offset, without = teacher_disparity(both, 0), teacher_disparity(both, 1)
+    stats = _agreement(with_offset, shifted.disparity_left)
+    assert stats["valid"] > 0.6 and stats["within_1px"] > 0.97 and stats["median"] < 0.25, stats
+    assert np.nanmin(with_offset) < -3.0  # negative image disparities were searched
+    # Searched from 0, the wall's -4 px cannot be found.
+    wall = shifted.depth_left > (NEAR + FAR) / 2
+
+    def found(disparity):
+        return float((np.abs(disparity - shifted.disparity_left)[wall] <= 1.0).mean())
+
+    assert found(without) < 0.05 and found(with_offset) > 0.6
+    # The right view as target (mirrored, swapped): the same offset and the same accuracy.
+    rl = teacher.flow(right, left, target_is_left=False, doffs=12.0)
+    truth_right = FOCAL * BASELINE / shifted.depth_right - 12.0
+    assert _agreement(teacher_disparity(rl), truth_right)["within_1px"] > 0.97
+    # The cache tells offsets apart (SGBM's answer depends on them) and finds each again.
+    cached = CachedTeacher(SgbmTeacher(SGBM), tmp_path)
+    cached.flow(left, right, doffs=12.0)
+    cached.flow(left, right)
+    assert (cached.hits, cached.misses) == (0, 2)
+    assert torch.equal(cached.flow(left, right, doffs=12.0).flow, both.flow[:1]) and cached.hits == 1
+    with pytest.raises(TeacherError, match=r"teacher doffs: expected one finite disparity offset .* of 2"):
+        teacher.flow(torch.cat((left, left)), torch.cat((right, right)), doffs=[1.0, 2.0, 3.0])
+    # The command line takes the offset too.
+    left_png, right_png, config = _write_pair(shifted, tmp_path)
+    out = tmp_path / "disp.npy"
+    argv = ["teacher", "--method", "sgbm", "--left", left_png, "--right", right_png, "--out", str(out),
+            "--config", config, "--doffs", "12"]  # fmt: skip
+    assert main(argv) == 0
+    assert _agreement(np.load(out), shifted.disparity_left)["within_1px"] > 0.97

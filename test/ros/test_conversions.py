@@ -298,8 +298,9 @@ def test_non_rectified_pairs_are_refused_with_the_reason():
     with pytest.raises(ConversionError, match=r"/stereo: P matrices differ in fx \(left 50.0, right 51.0\)"):
         stereo_rig_from_infos(left, right, "/stereo")
     left, right = _pair()
-    right.p[6] = 2.5
-    with pytest.raises(ConversionError, match="differ in cy"):
+    # Rows 1.5 px apart: beyond RIG_MAX_ROW_OFFSET (half a pixel is accepted with a note, test_camera_msgs).
+    right.p[6] = K.cy + 1.5
+    with pytest.raises(ConversionError, match=r"differ in cy \(left 2.0, right 3.5\): rows 1.5 px apart"):
         stereo_rig_from_infos(left, right)
     left, right = _pair()
     right.width = W + 1

@@ -9,7 +9,7 @@ import pytest
 import rclpy
 from depth_node_helpers import Harness, camera_messages, make_context, random_rgb, write_linear_model
 
-from fg_depth_core.camera import Intrinsics
+from fg_depth_core.camera import Intrinsics, StereoRig
 from fg_depth_core.deploy.estimator import DepthEstimator
 from fg_depth_ros.conversions import image_to_depth, pointcloud_to_rgb, pointcloud_to_xyz
 from fg_depth_ros.depth_node import DepthNode
@@ -122,13 +122,14 @@ def test_stereo_crop_publishes_disparity_for_the_window(context, linear_model):
 
 def test_output_frame_is_the_window_of_both_views_and_their_intrinsics():
     left, right = random_rgb(120, 160, 3), random_rgb(120, 160, 4)
-    frame = CameraFrame(left, CAMERA, right, 0.3)
+    frame = CameraFrame(left, CAMERA, right, StereoRig(CAMERA, 0.3, doffs=2.5))
     depth = np.ones((80, 160), np.float32)
     cropped = DepthResult(depth, CAMERA.cropped(0, 20, 160, 80), depth, 1.0, 0.0, (0, 20, 160, 80))
     view = output_frame(frame, cropped)
     np.testing.assert_array_equal(view.rgb, left[20:100])
     np.testing.assert_array_equal(view.right, right[20:100])
     assert view.intrinsics == Intrinsics(100.0, 100.0, 79.5, 39.5, 160, 80) and view.baseline == 0.3
+    assert view.rig.intrinsics == view.intrinsics and view.rig.doffs == 2.5  # the rig cropped alike
     whole = DepthResult(depth, CAMERA, depth, 1.0, 0.0, (0, 0, 160, 120))
     assert output_frame(frame, whole) is frame
     assert output_frame(frame, DepthResult(depth, CAMERA, depth, 1.0, 0.0)) is frame  # no window: all

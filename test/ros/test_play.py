@@ -25,7 +25,7 @@ from fg_depth_core.config import SynthConfig
 from fg_depth_core.data.base import DatasetError, RawPair
 from fg_depth_core.data.folder import write_stereo_folder
 from fg_depth_core.data.world import resize_synth, synth_intrinsics
-from fg_depth_ros.conversions import image_to_rgb
+from fg_depth_ros.conversions import image_to_rgb, stereo_rig_from_infos
 from fg_depth_ros.play import DatasetPlayer, PlayError, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -325,3 +325,28 @@ def test_main_plays_to_the_end_and_returns_zero(folder, monkeypatch):
     assert main(args) == 0
     assert time.monotonic() - start < 10
     assert main(["play", "--ros-args", "-p", "mode:=triple"]) == 1
+
+
+def test_a_rig_with_a_disparity_offset_plays_with_the_right_cameras_own_cx(context, tmp_path):
+    # Middlebury-like: the right principal point 6 px right of the left one (doffs = cx_r - cx_l = 6).
+    rig = StereoRig(Intrinsics(30.0, 31.0, 19.5, 11.25, W, H), 0.3, 6.0)
+    rng = np.random.default_rng(1)
+    write_stereo_folder(tmp_path, [("a", RawPair(*rng.integers(0, 256, (2, H, W, 3), np.uint8), rig))])
+    params = {"dataset": "folder", "path": str(tmp_path), "width": W // 2, "height": H // 2}
+    player = DatasetPlayer(parameters=params, autostart=False, context=context)
+    listener = _Listener(context, player, STEREO)
+    try:
+        assert _play_all(listener, 1) == [0]
+        linfo, rinfo = listener.got["left/camera_info"][0], listener.got["right/camera_info"][0]
+        small = rig.resized(W // 2, H // 2)  # the offset halves with the width
+        assert small.doffs == 3.0
+        np.testing.assert_allclose(np.reshape(linfo.k, (3, 3)), small.intrinsics.matrix(), rtol=1e-12)
+        np.testing.assert_allclose(np.reshape(rinfo.k, (3, 3)), small.right_intrinsics.matrix(), rtol=1e-12)
+        p = np.reshape(rinfo.p, (3, 4))
+        assert p[0, 2] == pytest.approx(small.intrinsics.cx + 3.0) and p[0, 3] == pytest.approx(-15.0 * 0.3)
+        # What the node reads back from the two infos is the rig played.
+        back = stereo_rig_from_infos(linfo, rinfo)
+        assert (back.baseline, back.doffs, back.notes) == (pytest.approx(0.3), pytest.approx(3.0), ())
+        assert back.intrinsics == small.intrinsics
+    finally:
+        listener.close()

@@ -116,9 +116,9 @@ def draw_loss_curves(settings: Settings, index: int, teacher: Any) -> List[Dict[
     rgb = np.ascontiguousarray((sample["left"].permute(1, 2, 0) * 255).round().byte().numpy())
     gt = cv2.resize(pair.depth_left, (w, h), interpolation=cv2.INTER_NEAREST)
     pixels = pick_pixels(rgb, gt, check_pixels([], w, h, LOSS_CURVE_WINDOW))
-    focal, baseline = float(sample["focal"]), float(sample["baseline"])
+    focal, baseline, doffs = (float(sample[k]) for k in ("focal", "baseline", "doffs"))
     with torch.no_grad():
-        out = teacher.flow(target, source, target_is_left=True)
+        out = teacher.flow(target, source, target_is_left=True, doffs=doffs)
         curves = loss_curves(
             target,
             source,
@@ -131,6 +131,7 @@ def draw_loss_curves(settings: Settings, index: int, teacher: Any) -> List[Dict[
             cfg.loss,
             LOSS_CURVE_WINDOW,
             [float(gt[v, u]) for _, u, v in pixels],
+            doffs,
         )
     plot_curves(curves, str(settings.out / LOSS_CURVES_PNG), [kind for kind, _, _ in pixels])
     table = [{"kind": kind, **c.to_json()} for (kind, _, _), c in zip(pixels, curves)]

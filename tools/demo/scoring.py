@@ -43,9 +43,11 @@ def teacher_depth(teacher: Any, pair: RawPair, width: int, height: int) -> np.nd
 
     sample = to_sample(pair, width, height)
     with torch.no_grad():
-        out = teacher.flow(sample["left"][None], sample["right"][None], target_is_left=True)
+        out = teacher.flow(
+            sample["left"][None], sample["right"][None], target_is_left=True, doffs=float(sample["doffs"])
+        )
     disparity = torch.from_numpy(teacher_disparity(out))[None, None]
-    depth, valid = depth_from_disparity(disparity, sample["focal"], sample["baseline"])
+    depth, valid = depth_from_disparity(disparity, sample["focal"], sample["baseline"], sample["doffs"])
     depth = torch.where(valid, depth, torch.full_like(depth, math.nan))[0, 0].numpy()
     h, w = pair.left.shape[:2]
     return cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
