@@ -23,10 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FRAME_W, FRAME_H = 250, 75
 P = [180.0, 0.0, 124.5, 0.0, 0.0, 180.0, 37.0, 0.0, 0.0, 0.0, 1.0, 0.0]
 
-#: The frame path of a torch-free node, in a fresh interpreter. A finder ahead of the real ones records the
-#: call stacks that look for torch (imports, and find_spec probes such as the backend selection's), so a
-#: failure shows who asked for it.
-CHILD = """
+#: The start of each child script: a finder ahead of the real ones records the call stacks that look for torch
+#: (imports, and find_spec probes such as the backend selection's), so a failure shows who asked for it.
+WATCH_TORCH = """
 import importlib.abc, json, sys, traceback
 
 torch_lookups = []
@@ -40,6 +39,10 @@ class WatchTorch(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, WatchTorch())
+"""
+
+#: The frame path of a torch-free node, in a fresh interpreter.
+CHILD = WATCH_TORCH + """
 
 from types import SimpleNamespace
 
@@ -125,20 +128,7 @@ def test_onnx_inference_converts_predicts_and_colours_without_importing_torch(on
 #: The TensorRT path in a fresh interpreter: DepthEstimator selects and creates the tensorrt backend for an
 #: engine and predicts, with the two system edges this machine lacks stood in for (test/gpu_fakes.py: TensorRT
 #: through sys.modules, libcudart through load_cudart) and the driver's device count set to one GPU.
-TENSORRT_CHILD = """
-import importlib.abc, json, sys, traceback
-
-torch_lookups = []
-
-
-class WatchTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "torch":
-            torch_lookups.append("".join(traceback.format_stack()[:-1]))
-        return None
-
-
-sys.meta_path.insert(0, WatchTorch())
+TENSORRT_CHILD = WATCH_TORCH + """
 engine, test_dir, out = sys.argv[1:4]
 sys.path.insert(0, test_dir)
 

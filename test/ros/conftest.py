@@ -4,7 +4,17 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
+import rclpy
 from colcon_helpers import build_workspace
+from depth_node_helpers import make_context
+
+
+@pytest.fixture
+def context():
+    """An rclpy context of its own in this test process's ROS domain (depth_node_helpers.DOMAIN)."""
+    ctx = make_context()
+    yield ctx
+    rclpy.shutdown(context=ctx)
 
 
 @pytest.fixture(scope="session")

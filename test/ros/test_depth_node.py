@@ -18,13 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from depth_node_helpers import (
     DOMAIN,
     Harness,
     camera_messages,
     expected_network_depth,
-    make_context,
     random_rgb,
     stamp_of,
     write_linear_model,
@@ -69,13 +67,6 @@ TRAIN_FOCAL = 50.0
 @pytest.fixture(scope="module")
 def linear_model(tmp_path_factory) -> Path:
     return write_linear_model(tmp_path_factory.mktemp("model") / "linear.onnx", NET_W, NET_H)
-
-
-@pytest.fixture
-def context():
-    ctx = make_context()
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def _depth(harness: Harness, index: int = -1) -> np.ndarray:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rclpy
-from depth_node_helpers import Harness, camera_messages, make_context, random_rgb, write_linear_model
+from depth_node_helpers import Harness, camera_messages, random_rgb, write_linear_model
 
 from fg_depth_core.camera import Intrinsics, StereoRig
 from fg_depth_core.deploy.estimator import DepthEstimator
@@ -31,13 +30,6 @@ PUBLISHED = {
 @pytest.fixture(scope="module")
 def linear_model(tmp_path_factory):
     return write_linear_model(tmp_path_factory.mktemp("model") / "linear.onnx", NET_W, NET_H)
-
-
-@pytest.fixture
-def context():
-    ctx = make_context()
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 @pytest.mark.parametrize("mode", ["stretch", "crop", "pad"])

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rclpy
 from calibration_helpers import CALIBRATIONS, render_through, visible_core
-from depth_node_helpers import Harness, make_context, write_fixed_depth_model
+from depth_node_helpers import Harness, write_fixed_depth_model
 from std_msgs.msg import Header
 
 from fg_depth_core.camera import Intrinsics
@@ -26,13 +25,6 @@ MIN_DISPARITY = 4.0
 #: accuracy on these scenes is 2-2.5 % per pixel, and the median over thousands of pixels is far tighter.
 SCALE_TOLERANCE = 0.02
 RESIDUAL_WARNING = "stereo calibration accepted with residuals"
-
-
-@pytest.fixture
-def context():
-    ctx = make_context()
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def _info(p: np.ndarray, width: int, height: int, header: Header):

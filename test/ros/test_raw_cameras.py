@@ -14,9 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from bag_helpers import default_cameras
-from depth_node_helpers import Harness, make_context, stamp_of, write_linear_model
+from depth_node_helpers import Harness, stamp_of, write_linear_model
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
@@ -86,13 +85,6 @@ def camera_info(header: Header, model: str, k, d, r, p) -> CameraInfo:
     msg = CameraInfo(header=header, width=W, height=H, distortion_model=model)
     msg.d, msg.k, msg.r, msg.p = list(map(float, d)), k.ravel(), r.ravel(), p.ravel()
     return msg
-
-
-@pytest.fixture
-def context():
-    ctx = make_context()
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def _model(tmp_path, p: np.ndarray):
