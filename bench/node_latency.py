@@ -122,7 +122,7 @@ class NodeUnderTest:
         rclpy.init(context=self.context, domain_id=self.domain)
         self.node = Node("node_latency_bench", context=self.context)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(Image, "depth", self._on_depth, qos)
+        self.node.create_subscription(Image, "depth/image", self._on_depth, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.pub_image = self.node.create_publisher(Image, "image", qos)
         self.pub_info = self.node.create_publisher(CameraInfo, "camera_info", qos)
@@ -133,7 +133,7 @@ class NodeUnderTest:
         self.messages = [rgb_to_image(image, header) for image in self.images]
         self.info = intrinsics_to_camera_info(self.intr, header)
         deadline = time.monotonic() + 120
-        while not (self.pub_image.get_subscription_count() and self.node.count_publishers("depth")):
+        while not (self.pub_image.get_subscription_count() and self.node.count_publishers("depth/image")):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"depth_node did not start:\n{self.process.stdout.read()}")
             time.sleep(0.1)

@@ -97,16 +97,16 @@ def measure(
     listener = Node("node_memory_bench", context=context)
     depth_stamps: List[int] = []
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    listener.create_subscription(Image, "depth", lambda m: depth_stamps.append(m.header.stamp.sec), qos)
+    listener.create_subscription(Image, "depth/image", lambda m: depth_stamps.append(m.header.stamp.sec), qos)
     listener.create_subscription(PointCloud2, "points", lambda m: None, qos)
-    listener.create_subscription(Image, "depth/color", lambda m: None, qos)
+    listener.create_subscription(Image, "depth/color/image", lambda m: None, qos)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(listener)
     threading.Thread(target=executor.spin, daemon=True).start()
     player = None
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not listener.count_publishers("depth"):
+        while not listener.count_publishers("depth/image"):
             if node.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"depth_node did not start:\n{node.stdout.read()}")
             time.sleep(0.1)

@@ -1,6 +1,5 @@
-"""depth_node's publishers and what each frame publishes on them.
-
-The depth image and its camera_info go out first, for every frame, with the input image's header (REP 118:
+"""depth_node's publishers and what each frame publishes on them. The depth image and its camera_info (on
+image_transport's sibling topics) go out first, for every frame, with the input image's header (REP 118:
 output header = input header). Then, only where someone listens (and the parameters allow it), the point
 cloud, the colourised depth and the disparity; the applied scale with ``scale_source: stereo``.
 """
@@ -35,10 +34,11 @@ class Outputs:
             topic = TOPIC[name]
             return node.create_publisher(topic.msg_type, topic.name, topic_qos(topic, settings))
 
-        self.depth = publisher("depth")
+        self.depth = publisher("depth/image")
         self.info = publisher("depth/camera_info")
         self.points = publisher("points")
-        self.color = publisher("depth/color")
+        self.color = publisher("depth/color/image")
+        self.color_info = publisher("depth/color/camera_info")
         self.disparity = publisher("disparity") if stereo else None
         self.scale = publisher("scale") if scale else None
         self.diagnostics = publisher(DIAGNOSTICS_TOPIC)
@@ -75,5 +75,6 @@ class Outputs:
             )
         if settings.color_image.enabled and self.color.get_subscription_count() > 0:
             self.color.publish(rgb_to_image(colorize_depth(result.depth, *limits), header))
+            self.color_info.publish(intrinsics_to_camera_info(result.intrinsics, header))
         if self.scale is not None:
             self.scale.publish(Float32(data=result.scale))

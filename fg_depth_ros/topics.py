@@ -1,10 +1,12 @@
 """depth_node's topics in one table, :data:`TOPICS`: name, type, direction, modes, QoS and content. The node
 makes its subscriptions and publishers from it and tools/node_doc.py renders it into docs/NODE.md.
 
-Names are relative, so a namespace or remapping places them. Mono: ``image`` and ``camera_info``. Stereo:
-``left/image_rect``, ``right/image_rect`` and their camera_info, in the synchroniser's (and the callback's)
-order. Out: ``depth``, ``depth/camera_info``, ``points``, ``depth/color``, ``disparity`` (stereo),
-``scale`` (``scale_source: stereo``) and ``/diagnostics``.
+Names are relative, so a namespace or remapping places them, and follow image_transport: each image topic has
+its camera_info beside it (``X/image`` -> ``X/camera_info``, ``image`` -> ``camera_info``). Mono: ``image``
+and ``camera_info``. Stereo: ``left/image_rect``, ``right/image_rect`` and their camera_info, in the
+synchroniser's (and the callback's) order. Out: ``depth/image`` with ``depth/camera_info``, ``points``,
+``depth/color/image`` with ``depth/color/camera_info``, ``disparity`` (stereo), ``scale`` (``scale_source:
+stereo``) and ``/diagnostics``.
 """
 
 from __future__ import annotations
@@ -67,18 +69,27 @@ TOPICS: Tuple[Topic, ...] = (
         "from their cx",
     ),
     Topic(
-        "depth", Image, "out", MODES, "output",
-        "32FC1 depth in metres, NaN = unknown, with the input image's header",
+        "depth/image", Image, "out", MODES, "output",
+        "32FC1 depth in metres (REP 118: NaN unknown; REP 117: -Inf/+Inf out of range), with the input "
+        "image's header",
     ),
-    Topic("depth/camera_info", CameraInfo, "out", MODES, "output", "intrinsics at the output resolution"),
+    Topic(
+        "depth/camera_info", CameraInfo, "out", MODES, "output",
+        "the depth image's calibration (image_transport's sibling of depth/image): K and P at the output "
+        "resolution, D = 0, R = I",
+    ),
     Topic(
         "points", PointCloud2, "out", MODES, "output",
         "x y z float32 (and packed rgb with points.color) in the input's frame_id, the camera optical frame",
         "points.enabled and a subscriber",
     ),
     Topic(
-        "depth/color", Image, "out", MODES, "output", "rgb8 colourised depth, for people",
+        "depth/color/image", Image, "out", MODES, "output", "rgb8 colourised depth, for people",
         "color_image.enabled and a subscriber",
+    ),
+    Topic(
+        "depth/color/camera_info", CameraInfo, "out", MODES, "output",
+        "the colour image's calibration (the depth's)", "with depth/color/image",
     ),
     Topic(
         "disparity", DisparityImage, "out", ("stereo",), "output",

@@ -31,10 +31,11 @@ from fg_depth_ros.depth_node import DepthNode
 #: A ROS domain of this test process's own: parallel test processes must not hear each other's topics.
 DOMAIN = (os.getpid() + 37) % 100 + 1
 OUTPUT_TYPES = {
-    "depth": Image,
+    "depth/image": Image,
     "depth/camera_info": CameraInfo,
     "points": PointCloud2,
-    "depth/color": Image,
+    "depth/color/image": Image,
+    "depth/color/camera_info": CameraInfo,
     "disparity": DisparityImage,
     "scale": Float32,
     "/diagnostics": DiagnosticArray,

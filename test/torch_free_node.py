@@ -42,7 +42,8 @@ def serve(model: str, width: int, height: int, stereo: bool, backend: str, devic
                 )  # fmt: skip
             else:
                 harness.publish(camera_info=info, image=image)
-            topics = ["depth", "points", "depth/color"] + (["disparity", "scale"] if stereo else [])
+            topics = ["depth/image", "points", "depth/color/image"]
+            topics += ["disparity", "scale"] if stereo else []
             for topic in topics:
                 harness.wait_outputs(topic, frame + 1)
         harness.spin_until(lambda: harness.node.wait_idle(0.0))

@@ -29,6 +29,7 @@ from depth_node_helpers import (
 )
 from encoding_helpers import rgb_to_yuv422, smooth_rgb
 from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
 
 from fg_depth_core.camera import Intrinsics
 from fg_depth_core.config import SynthConfig
@@ -56,7 +57,7 @@ from fg_depth_ros.scale import (
     fit_num_disparities,
     scale_measurement,
 )
-from fg_depth_ros.topics import MONO_INPUTS, STEREO_INPUTS
+from fg_depth_ros.topics import MONO_INPUTS, STEREO_INPUTS, TOPICS
 from fg_depth_ros.worker import NewestOnlyWorker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,7 @@ def linear_model(tmp_path_factory) -> Path:
 
 
 def _depth(harness: Harness, index: int = -1) -> np.ndarray:
-    return image_to_depth(harness.got["depth"][index])
+    return image_to_depth(harness.got["depth/image"][index])
 
 
 # ------------------------------------------------------------------------------------ stereo end to end
@@ -94,16 +95,16 @@ def test_rendered_stereo_frames_give_depth_info_points_and_disparity_with_the_in
         cfg = resize_synth(SynthConfig(), width, height)
         for frame in range(3):
             assert player.publish_next() == frame
-            for topic in ("depth", "depth/camera_info", "points", "disparity", "depth/color"):
+            for topic in ("depth/image", "depth/camera_info", "points", "disparity", "depth/color/image"):
                 harness.wait_outputs(topic, frame + 1)
             pair = render_frame(cfg, "test", frame)  # what the player published
             k = pair.rig.intrinsics
             stamp = round(frame * 1e9 / 10.0)  # synthetic clock: frame / rate seconds
-            for topic in ("depth", "depth/camera_info", "points", "disparity", "depth/color"):
+            for topic in ("depth/image", "depth/camera_info", "points", "disparity", "depth/color/image"):
                 msg = harness.got[topic][frame]
                 assert stamp_of(msg) == stamp, topic
                 assert msg.header.frame_id == "camera_optical_frame", topic
-            depth_msg = harness.got["depth"][frame]
+            depth_msg = harness.got["depth/image"][frame]
             assert (depth_msg.encoding, depth_msg.width, depth_msg.height) == ("32FC1", width, height)
             # The model's known output through DepthEstimator's own pre/post-processing and focal scaling.
             rgb_net = cv2.resize(pair.left, (NET_W, NET_H), interpolation=cv2.INTER_AREA)
@@ -150,7 +151,7 @@ def test_stereo_scale_source_measures_the_scale_by_sgbm_and_applies_it(context, 
         measured = []
         for frame in range(2):
             player.publish_next()
-            harness.wait_outputs("depth", frame + 1)
+            harness.wait_outputs("depth/image", frame + 1)
             assert harness.node.wait_idle()
             pair = render_frame(cfg, "test", frame)
             k = pair.rig.intrinsics
@@ -221,7 +222,7 @@ def test_the_cloud_is_the_back_projection_of_the_published_depth_through_the_pub
         harness.publish(camera_info=info)
         harness.spin_for(0.1)
         harness.publish(image=image)
-        for topic in ("depth", "depth/camera_info", "points"):
+        for topic in ("depth/image", "depth/camera_info", "points"):
             harness.wait_outputs(topic, 1)
         depth = _depth(harness)
         k = np.reshape(harness.got["depth/camera_info"][0].k, (3, 3))
@@ -275,7 +276,7 @@ def test_depths_outside_the_range_follow_out_of_range_in_the_depth_and_the_cloud
         harness.publish(camera_info=info)
         harness.spin_for(0.1)
         harness.publish(image=image)
-        for topic in ("depth", "points"):
+        for topic in ("depth/image", "points"):
             harness.wait_outputs(topic, 1)
         depth = _depth(harness)
         model = expected_network_depth(rgb, TRAIN_FOCAL, train_focal=TRAIN_FOCAL)
@@ -308,10 +309,10 @@ def test_a_yuyv_usb_camera_gives_the_depth_of_the_same_image_in_rgb8(context, li
         harness.publish(camera_info=info)
         harness.spin_for(0.1)
         harness.publish(image=rgb8)
-        harness.wait_outputs("depth", 1)
+        harness.wait_outputs("depth/image", 1)
         harness.publish(image=yuyv)
-        harness.wait_outputs("depth", 2)
-        assert [stamp_of(m) for m in harness.got["depth"]] == [7_000_000_000, 8_000_000_000]
+        harness.wait_outputs("depth/image", 2)
+        assert [stamp_of(m) for m in harness.got["depth/image"]] == [7_000_000_000, 8_000_000_000]
         from_rgb8, from_yuyv = _depth(harness, 0), _depth(harness, 1)
         np.testing.assert_array_equal(
             from_rgb8, expected_network_depth(rgb, intr.fx, train_focal=TRAIN_FOCAL)
@@ -369,15 +370,15 @@ def test_input_faster_than_inference_is_dropped_and_counted_and_latency_stays_bo
             while time.monotonic() < deadline:  # 200 Hz, delivering callbacks meanwhile
                 harness.executor.spin_once(timeout_sec=0.001)
         node = harness.node
-        harness.spin_until(lambda: node.wait_idle(0.0) and len(harness.got["depth"]) == node.published)
+        harness.spin_until(lambda: node.wait_idle(0.0) and len(harness.got["depth/image"]) == node.published)
         assert node.dropped > 0.5 * node.received, (node.dropped, node.received, sent)
         assert node.published + node.dropped == node.received and node.rejected == 0 and node.errors == 0
         assert node.received >= 0.5 * sent  # best effort may lose some on the way, not most
         # Latency (stamp -> depth received here) stays about one inference: no backlog builds up, although
         # 200 Hz for 2.5 s queued would be seconds of work.
         processing = max(node.stats.processing.values())
-        stamps = np.array([stamp_of(m) * 1e-9 for m in harness.got["depth"]])
-        latencies = np.array(harness.arrival["depth"]) - stamps
+        stamps = np.array([stamp_of(m) * 1e-9 for m in harness.got["depth/image"]])
+        latencies = np.array(harness.arrival["depth/image"]) - stamps
         assert len(latencies) == node.published >= 10
         assert latencies.max() < 3 * processing + 0.25, (latencies.max(), processing)
         assert np.median(latencies[-5:]) < 3 * processing + 0.25
@@ -407,7 +408,7 @@ def test_cheap_parameters_change_at_run_time_and_bad_values_are_refused_with_a_r
         def frame(index: int):
             image.header.stamp.nanosec = index
             harness.publish(image=image)
-            harness.wait_outputs("depth", index)
+            harness.wait_outputs("depth/image", index)
             harness.wait_outputs("points", index)
             return harness.got["points"][index - 1]
 
@@ -423,11 +424,11 @@ def test_cheap_parameters_change_at_run_time_and_bad_values_are_refused_with_a_r
 
         assert node.set_parameters([Parameter("points.color", value=False)])[0].successful
         assert [f.name for f in frame(3).fields] == ["x", "y", "z"]
-        harness.wait_outputs("depth/color", 3)
+        harness.wait_outputs("depth/color/image", 3)
         assert node.set_parameters([Parameter("color_image.enabled", value=False)])[0].successful
         frame(4)
         harness.spin_for(0.2)
-        assert len(harness.got["depth/color"]) == 3
+        assert len(harness.got["depth/color/image"]) == 3
 
         # Refusals come from rclpy's descriptor checks (type, integer range, read-only) or from the node's
         # own check; either way with a reason.
@@ -506,6 +507,38 @@ def test_the_module_runs_as_a_program_and_exits_1_for_a_corrupt_model(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ ROS-free pieces
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """Where image_transport (CameraPublisher / CameraSubscriber, getCameraInfoTopic) looks for an image
+    topic's calibration: the image topic's last name replaced by ``camera_info``."""
+    base = image_topic.rsplit("/", 1)[0] if "/" in image_topic else ""
+    return f"{base}/camera_info" if base else "camera_info"
+
+
+def test_every_published_image_has_its_camera_info_where_image_transport_looks(context, linear_model):
+    images = [t.name for t in TOPICS if t.direction == "out" and t.msg_type is Image]
+    assert images == ["depth/image", "depth/color/image"]
+    assert {camera_info_topic(t) for t in images} == {"depth/camera_info", "depth/color/camera_info"}
+    assert camera_info_topic("image") == "camera_info"
+    assert camera_info_topic("left/image_rect") == "left/camera_info"
+    harness = Harness(context, {"model": str(linear_model)})
+    try:
+        intr = Intrinsics(50.0, 50.0, (NET_W - 1) / 2, (NET_H - 1) / 2, NET_W, NET_H)
+        image, info = camera_messages(random_rgb(NET_H, NET_W, 9), intr, 9_000_000_000)
+        harness.publish(camera_info=info)
+        harness.spin_for(0.1)
+        harness.publish(image=image)
+        for topic in images:
+            harness.wait_outputs(topic, 1)
+            harness.wait_outputs(camera_info_topic(topic), 1)
+            picture, calibration = harness.got[topic][0], harness.got[camera_info_topic(topic)][0]
+            # Paired as a camera subscriber pairs them: same stamp and frame, and the size of the image.
+            assert stamp_of(picture) == stamp_of(calibration) == 9_000_000_000, topic
+            assert picture.header.frame_id == calibration.header.frame_id, topic
+            assert (calibration.width, calibration.height) == (picture.width, picture.height), topic
+    finally:
+        harness.close()
 
 
 def test_topic_names_match_the_player_and_the_issue():

@@ -251,7 +251,7 @@ def test_rviz_config_shows_the_depth_image_and_the_cloud_in_the_camera_optical_f
     assert all(c.startswith("rviz_default_plugins/") for c in displays)
     image = displays["rviz_default_plugins/Image"]
     cloud = displays["rviz_default_plugins/PointCloud2"]
-    assert image["Topic"]["Value"] == "depth/color" and cloud["Topic"]["Value"] == "points"
-    assert {"depth/color", "points"} <= set(OUTPUTS)
+    assert image["Topic"]["Value"] == "depth/color/image" and cloud["Topic"]["Value"] == "points"
+    assert {"depth/color/image", "points"} <= set(OUTPUTS)
     assert image["Enabled"] and cloud["Enabled"] and cloud["Color Transformer"] == "RGB8"
     assert {p["Class"] for p in config["Panels"]} >= {"rviz_common/Displays"}

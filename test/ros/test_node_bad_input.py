@@ -75,7 +75,8 @@ def _good_mono(harness: Harness) -> None:
     harness.publish(camera_info=info)
     harness.spin_for(0.05)
     harness.publish(image=image)
-    harness.spin_until(lambda: any(stamp_of(m) == stamp for m in harness.got["depth"]), what="the good frame")
+    depths = harness.got["depth/image"]
+    harness.spin_until(lambda: any(stamp_of(m) == stamp for m in depths), what="the good frame")
 
 
 def _bad_image(kind: str) -> Image:
@@ -229,7 +230,8 @@ def _stereo_frame(stamp: int, right_size=(NET_W, NET_H), right_stamp=None, right
 def _good_stereo(harness: Harness) -> None:
     stamp = _next_stamp()
     harness.publish(**_stereo_frame(stamp))
-    harness.spin_until(lambda: any(stamp_of(m) == stamp for m in harness.got["depth"]), what="the good pair")
+    depths = harness.got["depth/image"]
+    harness.spin_until(lambda: any(stamp_of(m) == stamp for m in depths), what="the good pair")
     harness.spin_until(lambda: any(stamp_of(m) == stamp for m in harness.got["disparity"]), what="disparity")
 
 

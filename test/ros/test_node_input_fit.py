@@ -49,12 +49,12 @@ def test_a_4_3_camera_gives_depth_info_and_cloud_of_one_field_of_view_and_warns_
         for i, rgb in enumerate(rgbs):
             image, _ = camera_messages(rgb, CAMERA, 1_000 + i)
             harness.publish(image=image)
-            for topic in ("depth", "depth/camera_info", "points"):
+            for topic in ("depth/image", "depth/camera_info", "points"):
                 harness.wait_outputs(topic, i + 1)
         (width, height), (fx, fy, cx, cy) = PUBLISHED[mode]
         reference = DepthEstimator(linear_model, "onnxruntime", "cpu", input_fit=mode)
         for i, rgb in enumerate(rgbs):
-            depth = image_to_depth(harness.got["depth"][i])
+            depth = image_to_depth(harness.got["depth/image"][i])
             info_msg = harness.got["depth/camera_info"][i]
             assert depth.shape == (height, width) and (info_msg.width, info_msg.height) == (width, height)
             k = np.reshape(info_msg.k, (3, 3))
@@ -99,9 +99,9 @@ def test_stereo_crop_publishes_disparity_for_the_window(context, linear_model):
         ri, rinfo = camera_messages(right, CAMERA, 5_000, tx=-CAMERA.fx * baseline)
         harness.publish(left__camera_info=linfo, right__camera_info=rinfo)
         harness.publish(left__image_rect=li, right__image_rect=ri)
-        for topic in ("depth", "depth/camera_info", "disparity"):
+        for topic in ("depth/image", "depth/camera_info", "disparity"):
             harness.wait_outputs(topic, 1)
-        depth = image_to_depth(harness.got["depth"][0])
+        depth = image_to_depth(harness.got["depth/image"][0])
         assert depth.shape == (80, 160)
         assert np.reshape(harness.got["depth/camera_info"][0].k, (3, 3))[1, 2] == pytest.approx(39.5)
         disparity = harness.got["disparity"][0]

@@ -61,19 +61,19 @@ def test_stereo_node_accepts_a_published_calibration_and_measures_true_depth(nam
                 left__image_rect=rgb_to_image(frame.left, header),
                 right__image_rect=rgb_to_image(frame.right, right),
             )
-            harness.wait_outputs("depth", index + 1)
+            harness.wait_outputs("depth/image", index + 1)
             assert harness.node.wait_idle()
         node = harness.node
         # Every pair accepted: nothing rejected or failed, every frame answered.
         assert (node.published, node.rejected, node.errors) == (FRAMES, 0, 0), node.last_problem
         # The first frame precedes any measurement: the model's depth as it is.
-        first = image_to_depth(harness.got["depth"][0])
+        first = image_to_depth(harness.got["depth/image"][0])
         np.testing.assert_allclose(first, truth, rtol=1e-5)
         # SGBM through the rig's baseline and disparity offset measures the true depth: scale 1.
         assert node.scale.measurements == FRAMES
         print("SCALE", name, node.scale.value, node.scale.estimator.last_measurement)
         assert node.scale.value == pytest.approx(1.0, abs=SCALE_TOLERANCE)
-        last = image_to_depth(harness.got["depth"][-1])
+        last = image_to_depth(harness.got["depth/image"][-1])
         core = visible_core(frame) & np.isfinite(frame.depth)
         assert np.median(np.abs(last[core] / frame.depth[core] - 1.0)) < SCALE_TOLERANCE
         # DisparityImage: d = f T / Z, the message's convention (pre-adjusted for the cx offset), so that the

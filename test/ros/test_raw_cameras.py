@@ -120,16 +120,16 @@ def test_a_raw_mono_camera_gives_the_depth_and_cloud_of_the_undistorted_scene(co
         harness.publish(camera_info=camera_info(header, model, k, d, np.eye(3), p))
         harness.spin_for(0.1)
         harness.publish(image=rgb_to_image(raw, header))
-        for topic in ("depth", "depth/camera_info", "points"):
+        for topic in ("depth/image", "depth/camera_info", "points"):
             harness.wait_outputs(topic, 1)
         assert harness.node.rejected == 0, harness.node.last_problem
-        depth = image_to_depth(harness.got["depth"][0])
+        depth = image_to_depth(harness.got["depth/image"][0])
         info = harness.got["depth/camera_info"][0]
         # The published calibration is the undistorted image's: K = P's, D = 0, R = I.
         np.testing.assert_allclose(np.reshape(info.k, (3, 3)), p[:, :3], rtol=1e-12)
         np.testing.assert_allclose(np.reshape(info.p, (3, 4))[:, :3], p[:, :3], rtol=1e-12)
         assert not np.any(info.d) and np.allclose(np.reshape(info.r, (3, 3)), np.eye(3))
-        assert depth.shape == (H, W) and stamp_of(harness.got["depth"][0]) == 3_000_000_000
+        assert depth.shape == (H, W) and stamp_of(harness.got["depth/image"][0]) == 3_000_000_000
         error = np.abs(depth - truth)[_interior(np.ones((H, W), bool))]
         assert np.median(error) < MEDIAN_ERROR and np.percentile(error, 95) < P95_ERROR, error.max()
         # The cloud: every pixel's point, row by row, against the true plane's points.
@@ -167,10 +167,10 @@ def test_a_raw_stereo_pair_is_rectified_with_each_cameras_rotation(context, tmp_
             left__camera_info=infos[0], right__camera_info=infos[1],
             left__image_rect=rgb_to_image(raws[0], header), right__image_rect=rgb_to_image(raws[1], header),
         )  # fmt: skip
-        for topic in ("depth", "disparity"):
+        for topic in ("depth/image", "disparity"):
             harness.wait_outputs(topic, 1)
         assert harness.node.rejected == 0, harness.node.last_problem
-        depth = image_to_depth(harness.got["depth"][0])
+        depth = image_to_depth(harness.got["depth/image"][0])
         error = np.abs(depth - truth)[_interior(np.ones((H, W), bool))]
         assert np.median(error) < MEDIAN_ERROR and np.percentile(error, 95) < P95_ERROR, error.max()
         assert harness.got["disparity"][0].t == pytest.approx(0.3)

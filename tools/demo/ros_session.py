@@ -38,7 +38,7 @@ class Recorder(Node):
 
     TOPICS = {
         "image": Image,
-        "depth": Image,
+        "depth/image": Image,
         "depth/camera_info": CameraInfo,
         "points": PointCloud2,
         "/diagnostics": DiagnosticArray,
@@ -184,7 +184,7 @@ class RosSession:
                 raise DemoError(f"play ran out of frames after {k} of {self.settings.frames}")
             indices.append(index)
             self.spin_until(
-                lambda k=k: min(self.recorder.count(t) for t in ("image", "depth", "points")) > k,
+                lambda k=k: min(self.recorder.count(t) for t in ("image", "depth/image", "points")) > k,
                 FRAME_TIMEOUT_S,
                 f"the node's depth and point cloud of frame {k} (test frame {index})",
             )
@@ -222,10 +222,10 @@ class RosSession:
             indices=indices,
             names=[f"{PLAYED_SPLIT}/{ros_adapter.frame_name(self.player, i)}" for i in indices],
             images=list(messages["image"]),
-            depths=list(messages["depth"]),
+            depths=list(messages["depth/image"]),
             clouds=list(messages["points"]),
             stamp_to_receive_s=[
-                (t - stamp_ns(m)) * 1e-9 for m, t in zip(messages["depth"], arrival["depth"])
+                (t - stamp_ns(m)) * 1e-9 for m, t in zip(messages["depth/image"], arrival["depth/image"])
             ],
             node_latency_s=node_latency,
             inference_s=inference,
