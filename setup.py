@@ -60,8 +60,8 @@ setup(
         "console_scripts": [
             "fg-depth = fg_depth_core.cli:main",
             "train = fg_depth_ros.train:main",
-            "play = fg_depth_ros.play:main",
-            "depth_node = fg_depth_ros.depth_node:main",
+            "play = fg_depth_ros.entry:play",
+            "depth_node = fg_depth_ros.entry:depth_node",
         ],
     },
 )

@@ -156,6 +156,8 @@ class DepthNode(Node):
         self.problems.warn(f"{text}; frame dropped")
 
     def _on_frame_error(self, exc: BaseException) -> None:
+        if not self.context.ok():
+            return  # shutting down: publishing fails, and that is no news
         if isinstance(exc, (ConversionError, BadInput, InputError)):
             self._reject(str(exc))
             return
@@ -267,11 +269,15 @@ def main(args: Optional[List[str]] = None) -> int:
         executor.add_node(node)
         executor.spin()
         return 0
-    except FgDepthError as exc:
-        print(f"[depth_node] error: {exc}", file=sys.stderr)
-        return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
+    except Exception as exc:
+        if not rclpy.ok():
+            return 0  # a signal shut ROS down mid-way (start-up, model loading): a stop, not an error
+        if isinstance(exc, FgDepthError):
+            print(f"[depth_node] error: {exc}", file=sys.stderr)
+            return 1
+        raise
     finally:
         executor.shutdown()
         if node is not None:
@@ -280,4 +286,6 @@ def main(args: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fg_depth_ros.entry import run
+
+    sys.exit(run(main))

@@ -318,4 +318,6 @@ def main(args: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fg_depth_ros.entry import run
+
+    sys.exit(run(main))

@@ -152,7 +152,7 @@ def test_the_node_action_runs_the_installed_console_script_under_the_yaml_node_n
     assert _value(_keyword(depth, "name"), constants) == "depth_node"
     setup = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
     scripts = [c.value for c in ast.walk(setup) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
-    assert "depth_node = fg_depth_ros.depth_node:main" in scripts
+    assert "depth_node = fg_depth_ros.entry:depth_node" in scripts
     # The YAML's node key matches that name in any namespace.
     assert list(yaml.safe_load(CONFIG.read_text())) == [f"/**/{constants['NODE_NAME']}"]
 
