@@ -172,6 +172,7 @@ def depth_to_pointcloud(
     rgb: Optional[np.ndarray] = None,
     decimation: int = 1,
     max_range: float = float("inf"),
+    organized: bool = False,
 ) -> PointCloud2:
     """The point cloud of a depth map, in ``header``'s frame (the camera optical frame).
 
@@ -180,6 +181,8 @@ def depth_to_pointcloud(
     ``decimation``-th row and column starting at pixel (0, 0). Unknown points and points farther than
     ``max_range`` metres (Euclidean distance from the camera centre) are left out: the cloud is unorganised
     (height 1, is_dense True), which keeps messages small when much of the image is sky or out of range.
+    ``organized``: every pixel of the decimated grid, row by row (height H', width W', is_dense False), the
+    left-out ones with x = y = z = NaN, as depth_image_proc publishes, for consumers that index by pixel.
     Fields x, y, z float32 (metres) and, when ``rgb`` (H,W,3) uint8 is given, rgb: a float32 holding
     0x00RRGGBB (PCL's packing; alpha 0 so the float is never NaN). Byte order is the machine's.
     """
@@ -206,6 +209,9 @@ def depth_to_pointcloud(
     keep = np.isfinite(xyz).all(axis=0) & (xyz[2] > 0)
     if np.isfinite(max_range):
         keep &= np.sqrt((xyz * xyz).sum(axis=0)) <= max_range
+    if organized:
+        xyz = np.where(keep, xyz, np.float32(np.nan))
+        keep = np.ones_like(keep)
     kept = np.flatnonzero(keep)
     dtype = _cloud_dtype(rgb is not None)
     # Fill a plain (N, point_step / 4) float32 array column by column with take(): several times faster
@@ -223,15 +229,16 @@ def depth_to_pointcloud(
             packed[:, :3], packed[:, 3] = colours[:, ::-1], 0
     msg = PointCloud2()
     msg.header = header
-    msg.height, msg.width = 1, int(kept.size)
+    msg.height, msg.width = points.shape[1:] if organized else (1, kept.size)
+    msg.height, msg.width = int(msg.height), int(msg.width)
     msg.fields = [
         PointField(name=name, offset=int(dtype.fields[name][1]), datatype=FLOAT32, count=1)
         for name in dtype.names
     ]
     msg.is_bigendian = _BIG_ENDIAN
     msg.point_step = int(dtype.itemsize)
-    msg.row_step = int(dtype.itemsize * kept.size)
-    msg.is_dense = True
+    msg.row_step = int(dtype.itemsize * msg.width)
+    msg.is_dense = not organized
     msg.data = _bytes_field(cloud)
     return msg
 

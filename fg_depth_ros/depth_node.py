@@ -82,6 +82,9 @@ class DepthNode(Node):
         self.stats = diagnostics.FrameStats()
         self.rectifiers = RectifierCache()  # raw cameras: maps once per calibration (worker thread only)
         self.problems = ProblemLog(self.get_logger().name)
+        #: /diagnostics: the status of "<namespace/>depth_node: depth", for the camera (the images' frame_id,
+        #: the input topic until one arrives), as the diagnostic aggregator groups hardware.
+        self.status_name = f"{self.get_fully_qualified_name().lstrip('/')}: depth"
         if s.scale_source == "stereo":
             self.scale = StereoScale.from_params(s.scale, self.limits[0], self._on_scale_error)
         self.outputs = Outputs(self, s, self.stereo, self.scale is not None)
@@ -91,6 +94,7 @@ class DepthNode(Node):
             self.input = StereoInput(self, camera, s.sync, self._on_frame)
         else:
             self.input = MonoInput(self, camera, self._on_frame, self._reject)
+        self.camera_id = next(iter(self.input.topics.values()))
         self.create_timer(s.diagnostics.period, self._on_diagnostics)
         # After declaring: rclpy runs on-set callbacks for declarations too.
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -111,6 +115,7 @@ class DepthNode(Node):
     def _process(self, frame: Frame, received_at: float) -> None:
         """Inference and publishing of one frame (the worker thread)."""
         start = time.monotonic()
+        self.camera_id = frame.images[0].header.frame_id or self.camera_id
         s = self.settings  # one consistent set of values while parameters may change
         topics = self.input.topics
         if self.stereo:
@@ -182,9 +187,7 @@ class DepthNode(Node):
             self.last_problem,
             ", ".join(self.input.topics.values()),
         )
-        status = diagnostics.diagnostic_status(
-            f"{self.get_fully_qualified_name()}: depth", self.settings.model, level, message, values
-        )
+        status = diagnostics.diagnostic_status(self.status_name, self.camera_id, level, message, values)
         self.outputs.diagnostics.publish(
             diagnostics.diagnostic_array(self.get_clock().now().to_msg(), [status])
         )

@@ -53,6 +53,12 @@ class PointsParams:
         minimum=0.0,
     )
     color: bool = param(True, "add the camera's colour to each point (packed rgb field)", dynamic=True)
+    organized: bool = param(
+        False,
+        "organised cloud: every (decimated) pixel in rows and columns, unknown and far points NaN, as "
+        "depth_image_proc publishes; false: only the valid points (smaller messages)",
+        dynamic=True,
+    )
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,9 @@ class Outputs:
             colour = resize_image(frame.rgb, out.width, out.height) if points.color else None
             max_range = points.max_range or math.inf
             self.points.publish(
-                depth_to_pointcloud(result.depth, out, header, colour, points.decimation, max_range)
+                depth_to_pointcloud(
+                    result.depth, out, header, colour, points.decimation, max_range, points.organized
+                )
             )
         if self.disparity is not None and self.disparity.get_subscription_count() > 0:
             # The message's valid range is the published depth range, the same for every frame.

@@ -412,6 +412,25 @@ def test_rgb_is_packed_as_0x00rrggbb_and_unpacks_to_the_source_colours():
     np.testing.assert_array_equal(pointcloud_to_xyz(msg), full[keep])
 
 
+def test_an_organised_cloud_keeps_the_pixel_grid_with_nan_holes():
+    depth = _scene_depth()
+    rgb = _rgb(4, 12, 16)
+    intr = Intrinsics(20.0, 21.0, 7.5, 5.25, 16, 12)
+    full, keep = _expected_points(depth, intr)
+    limit = float(np.median(np.linalg.norm(full[keep], axis=1)))
+    msg = depth_to_pointcloud(depth, intr, _header(), rgb=rgb, decimation=2, max_range=limit, organized=True)
+    # depth_image_proc's layout: one row per (decimated) image row, NaN where the depth says nothing.
+    assert (msg.height, msg.width, msg.row_step) == (6, 8, 8 * msg.point_step) and not msg.is_dense
+    grid = full.reshape(12, 16, 3)[::2, ::2].reshape(-1, 3)
+    inside = np.isfinite(grid).all(1) & (grid[:, 2] > 0) & (np.linalg.norm(grid, axis=1) <= limit)
+    assert 0 < inside.sum() < inside.size
+    xyz = pointcloud_to_xyz(msg)
+    np.testing.assert_array_equal(xyz[inside], grid[inside])
+    assert np.isnan(xyz[~inside]).all()
+    # Colours stay on every pixel, the holes' too, row by row.
+    np.testing.assert_array_equal(pointcloud_to_rgb(msg), rgb[::2, ::2].reshape(-1, 3))
+
+
 def test_point_cloud_reader_handles_organised_padded_clouds():
     # 2 rows of 2 points, point_step 20 (4 pad bytes), row_step 44 (4 pad bytes per row), rgb as uint32.
     rows = []

@@ -175,8 +175,11 @@ def test_stereo_scale_source_measures_the_scale_by_sgbm_and_applies_it(context, 
         stereo = StereoDepth(96).depth(pair.left, pair.right, k.fx, pair.rig.baseline)
         valid = np.isfinite(stereo) & np.isfinite(truth) & (truth < 30)
         assert valid.mean() > 0.2 and abs(np.median(stereo[valid] / truth[valid]) - 1) < 0.05
-        harness.spin_until(lambda: len(harness.got["/diagnostics"]) >= 1)
-        values = status_values(harness.got["/diagnostics"][-1], "/depth_node: depth")
+        # The status names the node without a leading slash and, as hardware, the camera (its frame_id).
+        statuses = harness.got["/diagnostics"]
+        harness.spin_until(lambda: any(m.status[0].hardware_id == "camera_optical_frame" for m in statuses))
+        assert statuses[-1].status[0].name == "depth_node: depth"
+        values = status_values(statuses[-1], "depth_node: depth")
         assert float(values["scale"]) == pytest.approx(harness.node.scale.value, abs=1e-3)
     finally:
         harness.close()
@@ -385,7 +388,7 @@ def test_input_faster_than_inference_is_dropped_and_counted_and_latency_stays_bo
         assert sent * 0.02 > 1.0  # the same frames processed one after another would take > 1 s of backlog
         harness.spin_until(lambda: len(harness.got["/diagnostics"]) >= 1)
         harness.spin_for(0.3)
-        values = status_values(harness.got["/diagnostics"][-1], "/depth_node: depth")
+        values = status_values(harness.got["/diagnostics"][-1], "depth_node: depth")
         assert int(values["frames_dropped"]) == node.dropped > 0
         assert float(values["latency_p95_ms"]) < 1e3 * (3 * processing + 0.25)
         assert values["backend"] == "torch"
@@ -593,7 +596,8 @@ def test_sgbm_search_range_fits_narrow_images():
 
 def test_parameter_table_checks_values_and_builds_descriptors():
     assert set(DYNAMIC) == {
-        "points.enabled", "points.decimation", "points.max_range", "points.color", "color_image.enabled"
+        "points.enabled", "points.decimation", "points.max_range", "points.color", "points.organized",
+        "color_image.enabled",
     }  # fmt: skip
     assert check_value("points.max_range", 5) == 5.0 and isinstance(check_value("points.max_range", 5), float)
     for name, value, pattern in [

@@ -284,7 +284,7 @@ def test_stereo_that_never_synchronises_is_warned_about_and_recovers(stereo):
         what="a WARN status",
     )  # fmt: skip
     _good_stereo(stereo)
-    values = status_values(stereo.got["/diagnostics"][-1], f"{NS}/depth_node: depth")
+    values = status_values(stereo.got["/diagnostics"][-1], f"{NS[1:]}/depth_node: depth")
     assert values["mode"] == "stereo" and int(values["frames_published"]) >= published
 
 

@@ -47,7 +47,7 @@ def wait_idle(node: DepthNode, timeout: float) -> bool:
 
 def diagnostics_status(node: DepthNode) -> str:
     """The name of the node's status in /diagnostics."""
-    return f"{node.get_fully_qualified_name()}: depth"
+    return node.status_name
 
 
 def diagnostics_period(node: DepthNode) -> float:
