@@ -40,6 +40,12 @@ FLOW_PRIOR_MASKS = ("flow_prior", "flow_prior_auto")
 AUTO_MASKS = ("auto", "flow_prior_auto")
 DR_PENALTIES = ("log_l1", "l1", "inv_l1", "berhu")
 DATASETS = ("synth", "kitti", "folder", "bag")
+#: KITTI depth ground truth: the raw velodyne scan projected into the image (the Eigen split's ground truth),
+#: or the KITTI depth benchmark's improved maps (proj_depth/groundtruth).
+KITTI_GT_SOURCES = ("velodyne", "improved")
+#: The depth a projected velodyne point writes: its forward distance x in the velodyne frame (the published
+#: Eigen ground truth) or its z in the rectified camera frame.
+VELODYNE_DEPTHS = ("velodyne_x", "camera_z")
 #: Rectification of bag images: "auto" when CameraInfo D or R say they are raw, or forced on or off.
 RECTIFY_MODES = ("auto", "always", "never")
 #: The encoder halves the resolution five times, so input sides must be multiples of 2^5.
@@ -598,17 +604,19 @@ class TrainConfig(Section):
 
 @dataclass
 class EvalConfig(Section):
-    """The evaluation protocol (docs/METHOD.md, "Evaluation")."""
+    """The evaluation protocol (docs/METHOD.md, "Evaluation"). The defaults are the KITTI Eigen protocol of
+    the published tables, which ``fg-depth eval --data kitti`` applies whatever the checkpoint's section says;
+    other datasets are scored with the checkpoint's section. Validation during training uses it too."""
 
     min_depth: float = setting(
         1e-3,
-        "Ground-truth depths (metres) below this are ignored, and predictions are clamped up to it.",
+        "Ground-truth depths (metres) at or below this are ignored, and predictions are clamped up to it.",
         minimum=0,
         min_exclusive=True,
     )
     max_depth: float = setting(
         80.0,
-        "Ground-truth depths (metres) above this are ignored, and predictions are clamped down to it.",
+        "Ground-truth depths (metres) at or above this are ignored, and predictions are clamped down to it.",
         rule="> min_depth",
     )
     garg_crop: bool = setting(
@@ -618,6 +626,27 @@ class EvalConfig(Section):
     )
     median_scaling: bool = setting(
         False, "Scale each prediction by median(gt) / median(pred): for monocular-trained models only."
+    )
+    post_process: bool = setting(
+        False,
+        "fg-depth eval: average the disparity of the image and of its mirror image, with the mirror's alone "
+        "at the image's left edge and the image's alone at its right edge (Monodepth2's post-processing, the "
+        '"pp" rows of published tables); two forward passes per frame. Validation during training does not '
+        "post-process.",
+    )
+    gt: str = setting(
+        "velodyne",
+        'KITTI ground truth, one source per run: "velodyne" (the raw scan projected into the image, the '
+        'Eigen ground truth of the published tables) or "improved" (the depth benchmark\'s '
+        "proj_depth/groundtruth maps). Frames without it are skipped and counted.",
+        choices=KITTI_GT_SOURCES,
+    )
+    velodyne_depth: str = setting(
+        "velodyne_x",
+        'Depth a projected velodyne point writes into the KITTI ground truth: "velodyne_x" (its forward '
+        "distance in the velodyne frame, as the published Eigen ground truth) or \"camera_z\" (its z in the "
+        "rectified camera frame, about 0.27 m smaller nearby).",
+        choices=VELODYNE_DEPTHS,
     )
 
     def check_rules(self, where: str) -> None:

@@ -1,10 +1,12 @@
 """The depth evaluation protocol (docs/METHOD.md, "Evaluation") and the loop that applies it to a dataset.
 
-Per frame: the prediction (metres, at the network input size) is resized bilinearly to the ground truth's own
-resolution; pixels count where the ground truth is finite and in [min_depth, max_depth] and, with the Garg
-crop, inside the crop; optionally the prediction is scaled by median(gt) / median(pred) over those pixels;
-predictions are clamped to [min_depth, max_depth]; metrics.depth_metrics scores them. The dataset's result is
-the mean over frames of the per-frame metrics (the standard protocol), with the number of frames scored.
+Per frame: optionally the prediction is averaged with that of the mirrored image (post-processing, in
+disparity); the prediction (metres, at the network input size) is resized bilinearly in disparity (1/depth)
+to the ground truth's own resolution; pixels count where the ground truth lies strictly between min_depth and
+max_depth and, with the Garg crop, inside the crop; optionally the prediction is scaled by median(gt) /
+median(pred) over those pixels; predictions are clamped to [min_depth, max_depth]; metrics.depth_metrics
+scores them. The dataset's result is the mean over frames of the per-frame metrics (the standard protocol),
+with the number of frames scored and of those skipped for want of ground truth.
 
 Everything here is numpy; the model enters only through ``predict_fn``, so any depth source (a network, the
 ground truth itself in tests, a baseline) can be evaluated the same way.
@@ -26,8 +28,14 @@ from fg_depth_core.metrics import METRIC_NAMES, depth_metrics
 
 #: Garg et al.'s crop of the KITTI Eigen split, as fractions: rows [top, bottom), columns [left, right).
 GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
-#: Keys of the metrics JSON written by ``fg-depth eval --json``.
-JSON_KEYS = METRIC_NAMES + ("frames",)
+#: Keys of the metrics JSON written by ``fg-depth eval --json``: the metrics, the frames scored, the number
+#: and names of the frames skipped (no ground truth), and the protocol in effect (:func:`describe_protocol`).
+JSON_KEYS = METRIC_NAMES + ("frames", "skipped", "skipped_frames", "protocol")
+#: Monodepth2's post-processing blends the two predictions near the image's sides: the mirror's prediction
+#: alone up to this fraction of the width from the left edge, then linearly towards the plain average ...
+POST_PROCESS_EDGE = 0.05
+#: ... which it reaches at this fraction (and symmetrically on the right, with the plain prediction alone).
+POST_PROCESS_RAMP_END = 0.10
 
 #: A sample dict (data.base) -> (H,W) depth in metres at the network input size.
 PredictFn = Callable[[Dict[str, Any]], Any]
@@ -54,24 +62,65 @@ def garg_crop_mask(height: int, width: int) -> np.ndarray:
 
 
 def valid_mask(gt: np.ndarray, cfg: EvalConfig) -> np.ndarray:
-    """(H,W) bool: ground truth finite and in [cfg.min_depth, cfg.max_depth] metres, within the Garg crop
-    when cfg.garg_crop. Unknown ground truth (0, inf, NaN) is never valid."""
+    """(H,W) bool: ground truth finite and strictly between cfg.min_depth and cfg.max_depth metres (as the
+    reference code selects it), within the Garg crop when cfg.garg_crop. Unknown ground truth (0, inf, NaN)
+    is never valid."""
     gt = np.asarray(gt)
     with np.errstate(invalid="ignore"):
-        mask = np.isfinite(gt) & (gt >= cfg.min_depth) & (gt <= cfg.max_depth)
+        mask = np.isfinite(gt) & (gt > cfg.min_depth) & (gt < cfg.max_depth)
     if cfg.garg_crop:
         mask &= garg_crop_mask(*gt.shape)
     return mask
 
 
 def resize_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of a (h,w) depth map (metres) to (height, width), float32."""
+    """A (h,w) depth map (metres, > 0) at (height, width), float32: its disparity 1/depth is resized
+    bilinearly and inverted back, as the reference evaluation resizes a network's disparity. A map already
+    at that size is returned as it is."""
     import cv2
 
     depth = np.asarray(depth, dtype=np.float32)
     if depth.shape == (height, width):
         return depth
-    return cv2.resize(depth, (width, height), interpolation=cv2.INTER_LINEAR)
+    if not np.all(depth > 0):
+        raise EvaluationError(
+            f"resizing a predicted depth map to {width}x{height} in disparity: expected depths > 0, got a "
+            f"minimum of {float(np.min(depth))}"
+        )
+    disparity = cv2.resize(1.0 / depth, (width, height), interpolation=cv2.INTER_LINEAR)
+    return (1.0 / disparity).astype(np.float32)
+
+
+def flip_average_disparity(disparity: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """Monodepth2's post-processing of two (..., H, W) disparity maps of one image: ``disparity`` predicted
+    for the image, ``mirrored`` predicted for its mirror image and mirrored back. Their mean, except near the
+    sides: from the left edge to POST_PROCESS_EDGE of the width only ``mirrored`` counts (the image's own
+    prediction sees no match there in stereo training), on the right side only ``disparity``, with linear
+    ramps up to POST_PROCESS_RAMP_END. Column j sits at j / (W - 1) of the width."""
+    disparity = np.asarray(disparity, dtype=np.float64)
+    mirrored = np.asarray(mirrored, dtype=np.float64)
+    if disparity.shape != mirrored.shape or disparity.ndim < 2:
+        raise EvaluationError(
+            f"post-processing: expected two (..., H, W) disparity maps of one shape, got {disparity.shape} "
+            f"and {mirrored.shape}"
+        )
+    position = np.linspace(0.0, 1.0, disparity.shape[-1])
+    ramp = (position - POST_PROCESS_EDGE) / (POST_PROCESS_RAMP_END - POST_PROCESS_EDGE)
+    left_weight = 1.0 - np.clip(ramp, 0.0, 1.0)  # weight of ``mirrored`` alone, near the left edge
+    right_weight = left_weight[::-1]  # weight of ``disparity`` alone, near the right edge
+    mean = 0.5 * (disparity + mirrored)
+    return right_weight * disparity + left_weight * mirrored + (1.0 - left_weight - right_weight) * mean
+
+
+def post_process_depth(depth: np.ndarray, mirrored_depth: np.ndarray) -> np.ndarray:
+    """(H,W) depth in metres from the depth predicted for an image and the one predicted for its mirror
+    image (as predicted, not mirrored back): :func:`flip_average_disparity` of their disparities, inverted."""
+    depth = as_depth_map(depth, "post-processing: the prediction")
+    mirrored_depth = as_depth_map(mirrored_depth, "post-processing: the mirror image's prediction")
+    if not (np.all(depth > 0) and np.all(mirrored_depth > 0)):
+        raise EvaluationError("post-processing: expected predicted depths > 0 (it averages 1/depth)")
+    combined = flip_average_disparity(1.0 / depth, 1.0 / mirrored_depth[:, ::-1])
+    return (1.0 / combined).astype(np.float32)
 
 
 def as_depth_map(pred: Any, where: str = "prediction") -> np.ndarray:
@@ -177,6 +226,8 @@ def _collate_list(samples: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 def predict_samples(predict_fn: PredictFn, samples: List[Dict[str, Any]]) -> List[Any]:
     """Predictions for a list of samples: ``predict_fn.predict_batch(samples)`` when it has one (a network
     predicting a whole batch at once), otherwise ``predict_fn(sample)`` for each."""
+    if not samples:
+        return []
     batch = getattr(predict_fn, "predict_batch", None)
     if batch is not None:
         out = list(batch(samples))
@@ -184,6 +235,32 @@ def predict_samples(predict_fn: PredictFn, samples: List[Dict[str, Any]]) -> Lis
             raise EvaluationError(f"predict_batch returned {len(out)} predictions for {len(samples)} samples")
         return out
     return [predict_fn(s) for s in samples]
+
+
+def mirror_sample(sample: Dict[str, Any]) -> Dict[str, Any]:
+    """The sample of the mirror image of ``sample``'s target view, for post-processing: "left" flipped
+    left-right and K's principal point at cx' = W - 1 - cx; the other views and the ground truth are left
+    out (nothing predicts from them)."""
+    import torch
+
+    left = torch.as_tensor(sample["left"])
+    mirrored = {k: v for k, v in sample.items() if k not in ("left", "right", "depth_left", "K")}
+    mirrored["left"] = torch.flip(left, dims=[-1])
+    if "K" in sample:
+        k = torch.as_tensor(sample["K"]).clone()
+        k[0, 2] = left.shape[-1] - 1 - k[0, 2]
+        mirrored["K"] = k
+    return mirrored
+
+
+def frame_name(dataset: Any, index: int) -> str:
+    """``dataset.name(index)`` where the dataset names its frames (a split line, a file stem), else
+    "frame <index>"."""
+    name = getattr(dataset, "name", None)
+    try:
+        return str(name(index)) if callable(name) else f"frame {index}"
+    except (IndexError, KeyError, TypeError):
+        return f"frame {index}"
 
 
 def evaluate(
@@ -194,24 +271,31 @@ def evaluate(
     batch_size: int = 1,
     num_workers: int = 0,
     progress: bool = True,
+    strict: bool = False,
+    without_gt: Sequence[int] = (),
 ) -> Dict[str, Any]:
     """Evaluate a depth predictor on every frame of ``dataset`` (docs/METHOD.md, "Evaluation").
 
     Args:
         predict_fn: sample dict (data.base layout) -> (H,W) depth in metres at the network input size (numpy
             or torch). An object may also offer ``predict_batch(list of samples) -> list`` (see
-            predict_samples).
+            predict_samples). With cfg.post_process it also receives each frame's mirror image
+            (:func:`mirror_sample`), in the same batch.
         dataset: a map-style dataset of sample dicts; frames with "depth_left" are scored.
-        cfg: the protocol's options (depth range, Garg crop, median scaling).
+        cfg: the protocol's options (depth range, Garg crop, median scaling, post-processing).
         save_pred: optional .npz path; the prediction of frame i, resized to its ground truth's resolution
-            (float32 metres), is stored under key f"{i:06d}" (the split's order). Frames without a depth map
-            have no ground-truth resolution and get no key.
+            (float32 metres, after post-processing), is stored under key f"{i:06d}" (the split's order).
+            Frames without a depth map have no ground-truth resolution and get no key.
         batch_size, num_workers: DataLoader settings for reading the frames.
         progress: show a tqdm bar.
+        strict: refuse (EvaluationError) a frame that cannot be scored instead of skipping it.
+        without_gt: indices of frames known to have no ground truth (e.g. KittiRaw.frames_without_gt()):
+            skipped (or refused) without being read, so that their images need not exist either.
 
     Returns:
-        The seven mean metrics, "frames" (frames scored), "skipped" (frames without valid ground truth), and
-        with median scaling "median_scale_mean" / "median_scale_std" (over the per-frame ratios).
+        The seven mean metrics, "frames" (frames scored), "skipped" and "skipped_frames" (the number and
+        names of the frames without valid ground truth), and with median scaling "median_scale_mean" /
+        "median_scale_std" (over the per-frame ratios).
     """
     import torch
     from tqdm import tqdm
@@ -223,36 +307,61 @@ def evaluate(
     total = len(dataset)
     if total == 0:
         raise EvaluationError("the evaluation dataset is empty")
+    excluded = sorted({int(i) for i in without_gt})
+    if excluded and not 0 <= excluded[0] <= excluded[-1] < total:
+        raise EvaluationError(f"without_gt: expected frame indices in [0, {total}), got {excluded}")
+    kept = sorted(set(range(total)) - set(excluded))
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate_list
+        torch.utils.data.Subset(dataset, kept) if excluded else dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate_list,
     )
     writer = PredictionWriter(save_pred) if save_pred is not None else None
     per_frame: List[Dict[str, float]] = []
     ratios: List[float] = []
-    skipped = 0
-    index = 0
+    skipped: List[Tuple[int, str]] = []
+    positions = iter(kept)
     ok = False
+
+    def skip(frame: int, why: str) -> None:
+        name = frame_name(dataset, frame)
+        if strict:
+            raise EvaluationError(f"{name}: {why} (strict evaluation refuses frames it cannot score)")
+        skipped.append((frame, name))
+
     try:
-        with tqdm(total=total, desc="eval", unit="frame", disable=not progress, dynamic_ncols=True) as bar:
+        for frame in excluded:
+            skip(frame, "no ground truth")
+        with tqdm(
+            total=len(kept), desc="eval", unit="frame", disable=not progress, dynamic_ncols=True
+        ) as bar:
             for samples in loader:
                 has_depth = [s for s in samples if "depth_left" in s]
-                preds = iter(predict_samples(predict_fn, has_depth) if has_depth else [])
+                mirrored = [mirror_sample(s) for s in has_depth] if cfg.post_process else []
+                outputs = predict_samples(predict_fn, has_depth + mirrored)
+                preds = iter(outputs[: len(has_depth)])
+                mirror_preds = iter(outputs[len(has_depth) :])
                 for sample in samples:
-                    frame = int(sample["index"]) if "index" in sample else index
-                    index += 1
+                    position = next(positions)
+                    frame = int(sample["index"]) if "index" in sample else position
                     bar.update(1)
                     if "depth_left" not in sample:
-                        skipped += 1
+                        skip(frame, "no ground truth")
                         continue
                     gt = np.asarray(sample["depth_left"], dtype=np.float32).reshape(
                         sample["depth_left"].shape[-2:]
                     )
-                    pred = resize_depth(as_depth_map(next(preds), f"frame {frame} prediction"), *gt.shape)
+                    pred = as_depth_map(next(preds), f"frame {frame} prediction")
+                    if cfg.post_process:
+                        pred = post_process_depth(pred, next(mirror_preds))
+                    pred = resize_depth(pred, *gt.shape)
                     if writer is not None:
                         writer.add(frame, pred)
                     metrics, ratio = frame_metrics(gt, pred, cfg)
                     if metrics is None:
-                        skipped += 1
+                        skip(frame, "no ground truth within the protocol's depth range and crop")
                         continue
                     per_frame.append(metrics)
                     if ratio is not None:
@@ -262,7 +371,7 @@ def evaluate(
                 )
         if not per_frame:
             raise EvaluationError(
-                f"none of the {total} frames has ground-truth depth in [{cfg.min_depth}, {cfg.max_depth}] m"
+                f"none of the {total} frames has ground-truth depth in ({cfg.min_depth}, {cfg.max_depth}) m"
                 + (" inside the Garg crop" if cfg.garg_crop else "")
             )
         ok = True
@@ -271,16 +380,70 @@ def evaluate(
             writer.close(keep=ok)
     result: Dict[str, Any] = aggregate(per_frame)
     result["frames"] = len(per_frame)
-    result["skipped"] = skipped
+    result["skipped"] = len(skipped)
+    result["skipped_frames"] = [name for _, name in sorted(skipped)]
     if cfg.median_scaling:
         result["median_scale_mean"] = float(np.mean(ratios))
         result["median_scale_std"] = float(np.std(ratios))
     return result
 
 
-def metrics_json(result: Dict[str, Any]) -> Dict[str, Any]:
-    """The keys ``fg-depth eval --json`` writes: the seven metrics and "frames"."""
-    return {key: result[key] for key in JSON_KEYS}
+# ------------------------------------------------------------------------------------------------ reporting
+
+
+def describe_protocol(
+    cfg: EvalConfig, dataset: str, origin: str, extra: Optional[Dict[str, Any]] = None
+) -> Dict[str, Any]:
+    """The protocol in effect as a JSON-ready dict: the dataset kind, where the settings came from
+    (``origin``), the ground truth, each setting of ``cfg`` that applies, and the fixed rules (resizing,
+    clamping, averaging); ``extra`` entries (split, strictness) are added at the end."""
+    kitti = dataset == "kitti"
+    # KITTI offers two sources (eval.gt); any other dataset has its own depth maps ("dataset").
+    ground_truth = cfg.gt if kitti else "dataset"
+    protocol: Dict[str, Any] = {"dataset": dataset, "origin": origin, "ground_truth": ground_truth}
+    if kitti and cfg.gt == "velodyne":
+        protocol["velodyne_depth"] = cfg.velodyne_depth
+    protocol.update(
+        garg_crop=cfg.garg_crop,
+        min_depth=cfg.min_depth,
+        max_depth=cfg.max_depth,
+        median_scaling=cfg.median_scaling,
+        post_process=cfg.post_process,
+        resize="bilinear, in disparity (1/depth), to the ground truth's resolution",
+        predictions_clamped=True,
+        aggregate="mean over frames",
+    )
+    protocol.update(extra or {})
+    return protocol
+
+
+def format_protocol(protocol: Dict[str, Any]) -> str:
+    """One line saying how the table below it was computed."""
+    gt = f"{protocol['ground_truth']} ground truth"
+    if "velodyne_depth" in protocol:
+        gt += f" (depth = {protocol['velodyne_depth'].replace('_', ' ')})"
+    source = f"{protocol['origin']}, --data {protocol['dataset']}"
+    if protocol.get("overrides"):
+        source += ", overridden: " + " ".join(protocol["overrides"])
+    parts = [
+        gt,
+        "Garg crop" if protocol["garg_crop"] else "no Garg crop",
+        f"depths in ({protocol['min_depth']:g}, {protocol['max_depth']:g}) m, predictions clamped",
+        "median scaling" if protocol["median_scaling"] else "no median scaling",
+        "post-processed" if protocol["post_process"] else "no post-processing",
+        "mean over frames",
+    ]
+    if protocol.get("strict"):
+        parts.append("strict")
+    return f"protocol ({source}): " + ", ".join(parts)
+
+
+def metrics_json(result: Dict[str, Any], protocol: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """What ``fg-depth eval --json`` writes (JSON_KEYS): the seven metrics, "frames", "skipped",
+    "skipped_frames" and the protocol in effect (None when not given)."""
+    out = {key: result[key] for key in JSON_KEYS if key != "protocol"}
+    out["protocol"] = protocol
+    return out
 
 
 def format_table(result: Dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "bag_info",
     "train",
     "eval",
+    "export_gt",
     "export",
     "predict",
     "bench",

@@ -9,6 +9,7 @@ class resizes both views (and K) to the configured size, converts to tensors, an
 - "depth_left": (1,H_gt,W_gt) float32 metres at the ground truth's own resolution, 0 where unknown
   (only when the dataset has ground truth; evaluation compares at that resolution).
 - "index": () int64.
+A target-only pair (monocular evaluation, RawPair.right None) gives no "right".
 Teacher outputs are added by teachers.dataset.WithTeacher, which wraps any dataset.
 """
 
@@ -32,10 +33,10 @@ class DatasetError(FgDepthError):
 @dataclass
 class RawPair:
     """A rectified pair as stored: (H,W,3) uint8 RGB views, the rig at that size, optional depth (H',W')
-    float32 metres (0 or non-finite = unknown)."""
+    float32 metres (0 or non-finite = unknown). ``right`` is None when only the target view was read."""
 
     left: np.ndarray
-    right: np.ndarray
+    right: Optional[np.ndarray]
     rig: StereoRig
     depth_left: Optional[np.ndarray] = None
 
@@ -68,18 +69,19 @@ def to_sample(raw: RawPair, width: int, height: int, index: int = 0) -> Dict[str
     """Resize a raw pair (and its intrinsics) to ``width`` x ``height`` and convert to the sample dict."""
     import cv2
 
-    if raw.left.shape != raw.right.shape:
+    if raw.right is not None and raw.left.shape != raw.right.shape:
         raise DatasetError(f"left and right differ in size: {raw.left.shape} vs {raw.right.shape}")
     rig = raw.rig.resized(width, height)
-    views = []
-    for image in (raw.left, raw.right):
+    views = {}
+    for key, image in (("left", raw.left), ("right", raw.right)):
+        if image is None:
+            continue
         if image.shape[:2] != (height, width):
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        views.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0)
+        views[key] = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
     k = torch.from_numpy(rig.intrinsics.matrix().astype(np.float32))
     sample = {
-        "left": views[0],
-        "right": views[1],
+        **views,
         "K": k,
         "focal": k[0, 0].clone(),
         "baseline": torch.tensor(rig.baseline, dtype=torch.float32),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from fg_depth_core.config import DATASETS, ConfigError, DataConfig
+from fg_depth_core.config import DATASETS, ConfigError, DataConfig, EvalConfig
 from fg_depth_core.data.base import DatasetError, StereoDataset
 
 #: Roles a dataset is built for; "test" is what evaluation reads.
@@ -53,6 +53,7 @@ def build_dataset(
     work_dir: Optional[str] = None,
     log: Optional[Callable[[str], None]] = None,
     progress: bool = False,
+    eval_cfg: Optional[EvalConfig] = None,
 ) -> StereoDataset:
     """The dataset of ``data_cfg.dataset`` for role ``split`` ("train", "val" or "test").
 
@@ -63,7 +64,9 @@ def build_dataset(
     ignores split files: its splits are seeds. "bag": the rosbag2 recording, whose rectified pairs are
     extracted into ``work_dir`` (a cache, fg_depth_core.data.bag) and split in time (train.txt, val.txt; no
     "test": a bag has no ground truth). Samples come at data_cfg.width x data_cfg.height. ``log`` receives
-    status lines, ``progress`` shows a bar while a bag is extracted.
+    status lines, ``progress`` shows a bar while a bag is extracted. ``eval_cfg`` (default: EvalConfig())
+    picks KITTI's one ground-truth source and velodyne depth for the roles that load ground truth; the "test"
+    role of KITTI reads only each frame's target image (monocular evaluation).
     """
     if split not in ROLES:
         raise DatasetError(f"dataset split: expected one of {list(ROLES)}, got {split!r}")
@@ -110,4 +113,14 @@ def build_dataset(
         chosen = getattr(kitti, "DEFAULT_SPLITS", {}).get(split)
     # Training never reads ground truth, and velodyne maps differ in size between recording dates, which a
     # batch could not stack: only evaluation roles load it.
-    return kitti.KittiRaw(root, chosen, data_cfg.width, data_cfg.height, load_depth=split != "train")
+    eval_cfg = eval_cfg if eval_cfg is not None else EvalConfig()
+    return kitti.KittiRaw(
+        root,
+        chosen,
+        data_cfg.width,
+        data_cfg.height,
+        gt=eval_cfg.gt,
+        load_depth=split != "train",
+        velodyne_depth=eval_cfg.velodyne_depth,
+        target_only=split == "test",
+    )

@@ -1,5 +1,6 @@
 """KITTI raw as a stereo dataset: image_02/image_03 pairs, the rig of each date's calibration, split files and
-depth ground truth (improved ground truth when present, else the projected velodyne scan).
+depth ground truth (the projected velodyne scan or the improved ground truth, one of them per dataset); for
+evaluation also target-only frames, which read only the image of the split line's camera.
 
 Layout read (the one of the KITTI raw archives)::
 
@@ -13,7 +14,9 @@ Split files have one frame per line in the Monodepth format ``<date>/<drive> <fr
 names the target view. Side ``r`` is served mirrored: both images are flipped left-right and swapped, so the
 target (mirrored image_03) is "left" and the source (mirrored image_02) sits at +B, the convention every
 other part of fg-depth assumes (the flip-swap of docs/METHOD.md, "Data augmentation", applied on disk). Its
-depth ground truth is that of image_03, mirrored likewise.
+depth ground truth is that of image_03, mirrored likewise. A target-only dataset (evaluation) needs no source
+view: it reads image_02 (side ``l``) or image_03 (side ``r``) alone, unmirrored, with that camera's P_rect and
+ground truth.
 """
 
 from __future__ import annotations
@@ -27,8 +30,15 @@ import numpy as np
 
 from fg_depth_core.data.base import DatasetError, RawPair, StereoDataset
 from fg_depth_core.data.kitti_calib import KittiCalib, load_kitti_calib
-from fg_depth_core.data.kitti_gt import find_improved_gt, project_velodyne, read_depth_png, read_velodyne
-from fg_depth_core.image_io import read_stereo_pair
+from fg_depth_core.data.kitti_gt import (
+    check_gt_options,
+    find_improved_gt,
+    improved_gt_candidates,
+    project_velodyne,
+    read_depth_png,
+    read_velodyne,
+)
+from fg_depth_core.image_io import read_rgb, read_stereo_pair
 
 #: Image file suffixes tried for a frame, in order (the archives hold PNG; converted copies often JPEG).
 IMAGE_SUFFIXES = (".png", ".jpg")
@@ -153,8 +163,9 @@ def _image_path(drive_dir: Path, camera: int, index: int) -> Path:
     return stem.with_suffix(IMAGE_SUFFIXES[0])
 
 
-def find_frames(root: Union[str, Path]) -> List[KittiFrame]:
-    """Every frame (side "l") of every drive under ``root`` that has both image_02 and image_03, sorted."""
+def find_frames(root: Union[str, Path], need_right: bool = True) -> List[KittiFrame]:
+    """Every frame (side "l") of every drive under ``root`` that has image_02 and, with ``need_right``,
+    image_03, sorted."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: KITTI raw root folder not found")
@@ -165,12 +176,14 @@ def find_frames(root: Union[str, Path]) -> List[KittiFrame]:
         indices = sorted(
             {int(p.stem) for p in image_dir.iterdir() if p.suffix in IMAGE_SUFFIXES and p.stem.isdigit()}
         )
-        frames.extend(KittiFrame(folder, i) for i in indices if _image_path(drive_dir, 3, i).is_file())
+        frames.extend(
+            KittiFrame(folder, i) for i in indices if not need_right or _image_path(drive_dir, 3, i).is_file()
+        )
     if not frames:
         hint = " (it is a date folder: pass its parent)" if (root / "calib_cam_to_cam.txt").is_file() else ""
         raise DatasetError(
             f"{root}: no KITTI raw frames found{hint}; expected <root>/<date>/<drive>/image_02/data/"
-            f"NNNNNNNNNN.png with a matching image_03"
+            f"NNNNNNNNNN.png" + (" with a matching image_03" if need_right else "")
         )
     return frames
 
@@ -180,10 +193,13 @@ class KittiRaw(StereoDataset):
 
     root: folder holding the date folders. split_file: a split file path or shipped split name (see
     :func:`read_split`); None = every frame under ``root`` (:func:`find_frames`). width, height: network input
-    size of the samples. use_improved_gt: prefer ``proj_depth/groundtruth`` maps where present (per frame),
-    else project the velodyne scan; False forces the velodyne projection. gt_root: where the improved ground
-    truth lives if not inside the raw drives (see :func:`improved_gt_candidates`). load_depth: False skips
-    ground truth altogether (training needs none).
+    size of the samples. gt: the one ground-truth source of every frame, "velodyne" (the scan projected into
+    the target camera) or "improved" (``proj_depth/groundtruth`` maps); a frame without it has none.
+    gt_root: where the improved ground truth lives if not inside the raw drives (see
+    :func:`improved_gt_candidates`). load_depth: False skips ground truth altogether (training needs none).
+    velodyne_depth: what a velodyne point writes, "velodyne_x" or "camera_z" (see
+    :func:`~fg_depth_core.data.kitti_gt.project_velodyne`). target_only: read only the target camera's image
+    (monocular evaluation); samples then have no "right" view and side ``r`` is not mirrored.
     """
 
     def __init__(
@@ -192,16 +208,25 @@ class KittiRaw(StereoDataset):
         split_file: Optional[Union[str, Path]] = None,
         width: int = 640,
         height: int = 192,
-        use_improved_gt: bool = True,
+        gt: str = "velodyne",
         gt_root: Optional[Union[str, Path]] = None,
         load_depth: bool = True,
+        velodyne_depth: str = "velodyne_x",
+        target_only: bool = False,
     ) -> None:
         super().__init__(width, height)
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: KITTI raw root folder not found")
-        self.frames = read_split(split_file) if split_file is not None else find_frames(self.root)
-        self.use_improved_gt = bool(use_improved_gt)
+        check_gt_options(gt, velodyne_depth)
+        self.target_only = bool(target_only)
+        self.frames = (
+            read_split(split_file)
+            if split_file is not None
+            else find_frames(self.root, need_right=not self.target_only)
+        )
+        self.gt = gt
+        self.velodyne_depth = velodyne_depth
         self.gt_root = Path(gt_root) if gt_root is not None else None
         if self.gt_root is not None and not self.gt_root.is_dir():
             raise DatasetError(f"{self.gt_root}: improved ground truth folder (gt_root) not found")
@@ -221,15 +246,42 @@ class KittiRaw(StereoDataset):
         return self._calibs[date]
 
     def depth_source(self, index: int) -> Optional[str]:
-        """Which ground truth :meth:`load` gives for frame ``index``: "improved", "velodyne" or None."""
-        frame = self.frames[index]
+        """Which ground truth :meth:`load` gives for frame ``index``: ``self.gt`` when its file exists, else
+        None (also when depth is not loaded)."""
         if not self.load_depth:
             return None
-        if self.use_improved_gt and self._improved_path(frame) is not None:
-            return "improved"
-        return "velodyne" if self._velodyne_path(frame).is_file() else None
+        return self.gt if self._gt_file(self.frames[index]) is not None else None
+
+    def gt_path(self, index: int) -> Path:
+        """The ground-truth file of frame ``index``: the one found, or where it was expected (for messages;
+        for improved ground truth the first place searched)."""
+        frame = self.frames[index]
+        found = self._gt_file(frame)
+        if found is not None:
+            return found
+        if self.gt == "improved":
+            return improved_gt_candidates(self.root, frame.folder, frame.camera, frame.index, self.gt_root)[0]
+        return self._velodyne_path(frame)
+
+    def ground_truth(self, index: int) -> Optional[np.ndarray]:
+        """Frame ``index``'s ground truth, (H,W) float32 metres (0 = none) of its target camera, unmirrored,
+        or None when it has none; reads no image unless the calibration lacks S_rect_02 (then the target
+        image gives the velodyne map's size)."""
+        frame = self.frames[index]
+        calib = self.calib(frame.date)
+        width = height = 0
+        if self.gt == "velodyne" and calib.image_size is None and self._gt_file(frame) is not None:
+            image = read_rgb(_image_path(self.root / frame.folder, frame.camera, frame.index))
+            height, width = image.shape[:2]
+        return self._depth(frame, calib, width, height)
+
+    def frames_without_gt(self) -> List[int]:
+        """Indices of the frames that have no ground-truth file of ``self.gt`` (cheap: file lookups only)."""
+        return [i for i, frame in enumerate(self.frames) if self._gt_file(frame) is None]
 
     def load(self, index: int) -> RawPair:
+        if self.target_only:
+            return self._load_target(index)
         frame = self.frames[index]
         drive_dir = self.root / frame.folder
         calib = self.calib(frame.date)
@@ -246,20 +298,41 @@ class KittiRaw(StereoDataset):
                 depth = np.ascontiguousarray(depth[:, ::-1])
         return RawPair(left, right, rig, depth)
 
-    def _improved_path(self, frame: KittiFrame) -> Optional[Path]:
-        return find_improved_gt(self.root, frame.folder, frame.camera, frame.index, self.gt_root)
+    def _load_target(self, index: int) -> RawPair:
+        """The target camera's image alone (side ``l``: image_02, ``r``: image_03), unmirrored, with that
+        camera's intrinsics and ground truth; the rig's baseline stays that of the pair."""
+        frame = self.frames[index]
+        calib = self.calib(frame.date)
+        image = read_rgb(_image_path(self.root / frame.folder, frame.camera, frame.index))
+        height, width = image.shape[:2]
+        rig = calib.rig(width, height, camera=frame.camera)
+        depth = self._depth(frame, calib, width, height) if self.load_depth else None
+        return RawPair(image, None, rig, depth)
 
     def _velodyne_path(self, frame: KittiFrame) -> Path:
         return self.root / frame.folder / "velodyne_points" / "data" / f"{frame.index:010d}.bin"
 
-    def _depth(self, frame: KittiFrame, calib: KittiCalib, width: int, height: int) -> Optional[np.ndarray]:
-        """Ground truth of the target camera, unmirrored, at its own resolution (S_rect_02 for velodyne)."""
-        if self.use_improved_gt:
-            improved = self._improved_path(frame)
-            if improved is not None:
-                return read_depth_png(improved)
+    def _gt_file(self, frame: KittiFrame) -> Optional[Path]:
+        """The existing ground-truth file of ``frame`` for ``self.gt``, or None."""
+        if self.gt == "improved":
+            return find_improved_gt(self.root, frame.folder, frame.camera, frame.index, self.gt_root)
         velodyne = self._velodyne_path(frame)
-        if not velodyne.is_file():
+        return velodyne if velodyne.is_file() else None
+
+    def _depth(self, frame: KittiFrame, calib: KittiCalib, width: int, height: int) -> Optional[np.ndarray]:
+        """Ground truth of the target camera from ``self.gt`` only, unmirrored, at its own resolution
+        (S_rect_02 for velodyne); None when the frame has none."""
+        path = self._gt_file(frame)
+        if path is None:
             return None
+        if self.gt == "improved":
+            return read_depth_png(path)
         gt_width, gt_height = calib.image_size or (width, height)
-        return project_velodyne(read_velodyne(velodyne), calib, gt_width, gt_height, camera=frame.camera)
+        return project_velodyne(
+            read_velodyne(path),
+            calib,
+            gt_width,
+            gt_height,
+            camera=frame.camera,
+            velodyne_depth=self.velodyne_depth,
+        )

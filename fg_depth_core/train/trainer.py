@@ -393,6 +393,7 @@ class Trainer:
                     work_dir=str(self.run_dir / BAG_FRAMES_DIR),
                     log=self._say if self.ctx.is_main and split == "train" else None,
                     progress=self.progress and self.ctx.is_main,
+                    eval_cfg=self.cfg.eval,
                 )
                 for split, split_file in (("train", data.train_split), ("val", data.val_split))
             ]

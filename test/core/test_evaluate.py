@@ -24,11 +24,15 @@ from fg_depth_core.data.world import street_scene
 from fg_depth_core.evaluate import (
     JSON_KEYS,
     EvaluationError,
+    describe_protocol,
     evaluate,
+    flip_average_disparity,
     format_table,
     frame_metrics,
     garg_crop_mask,
     metrics_json,
+    mirror_sample,
+    resize_depth,
     valid_mask,
 )
 from fg_depth_core.metrics import METRIC_NAMES, depth_metrics
@@ -99,16 +103,18 @@ def test_garg_crop_bounds_by_hand():
 
 def test_range_mask_and_clamping():
     cfg = EvalConfig(garg_crop=False)
-    gt = np.array([[0.0, 5e-4, 1e-3, 10.0, 80.0, 80.5, np.inf, np.nan]])
-    assert valid_mask(gt, cfg).tolist() == [[False, False, True, True, True, False, False, False]]
-    # Predictions outside [1e-3, 80] are clamped before scoring: 0 -> 1e-3 and 200 -> 80 are then exact.
-    pred = np.array([[7.0, 7.0, 0.0, 12.0, 200.0, 7.0, 7.0, 7.0]])
+    # The range is open, as the reference code selects ground truth (1e-3 < gt < 80): both ends are out.
+    gt = np.array([[0.0, 5e-4, 1e-3, 2e-3, 10.0, 79.5, 80.0, 80.5, np.inf, np.nan]])
+    expected_mask = [[False, False, False, True, True, True, False, False, False, False]]
+    assert valid_mask(gt, cfg).tolist() == expected_mask
+    # Predictions outside [1e-3, 80] are clamped before scoring: 0 -> 1e-3 and 200 -> 80.
+    pred = np.array([[7.0, 7.0, 7.0, 0.0, 12.0, 200.0, 7.0, 7.0, 7.0, 7.0]])
     metrics, ratio = frame_metrics(gt, pred, cfg)
     assert ratio is None
-    expected = depth_metrics(np.array([1e-3, 10.0, 80.0]), np.array([1e-3, 12.0, 80.0]))
+    expected = depth_metrics(np.array([2e-3, 10.0, 79.5]), np.array([1e-3, 12.0, 80.0]))
     assert metrics == pytest.approx(expected)
-    assert metrics["abs_rel"] == pytest.approx(0.2 / 3)
-    # With the Garg crop on, a 1x8 frame has no row inside it: no valid pixel.
+    assert metrics["abs_rel"] == pytest.approx((0.5 + 0.2 + 0.5 / 79.5) / 3)
+    # With the Garg crop on, a 1x10 frame has no row inside it: no valid pixel.
     assert frame_metrics(gt, pred, EvalConfig()) == (None, None)
 
 
@@ -137,6 +143,106 @@ def test_prediction_is_resized_bilinearly_to_the_ground_truth():
 
     with pytest.raises(EvaluationError, match="expected an \\(H,W\\) depth map"):
         evaluate(Bad(), WorldPairs([GT_SIZE]), EvalConfig(), progress=False)
+
+
+def test_prediction_is_resized_in_disparity_as_the_reference_does():
+    # Two columns at 10 m and 20 m, upsampled to three: the middle pixel's centre falls halfway between the
+    # source centres, where the reference interpolates disparity (1/10 + 1/20) / 2 = 0.075 -> 13.33 m, not
+    # the 15 m of interpolated depth; the outer pixels clamp to the border values.
+    resized = resize_depth(np.array([[10.0, 20.0]], np.float32), 1, 3)
+    assert resized[0].tolist() == pytest.approx([10.0, 1 / 0.075, 20.0], rel=1e-6)
+    assert resize_depth(np.full((2, 2), 7.0), 2, 2).dtype == np.float32
+    with pytest.raises(EvaluationError, match="in disparity: expected depths > 0, got a minimum of 0.0"):
+        resize_depth(np.array([[0.0, 5.0]]), 2, 4)
+
+
+def test_post_processing_weights_by_hand():
+    # 21 columns sit at 0, 0.05, ..., 1 of the width; the image's own disparity is 1, its mirror's 3.
+    own, mirror = np.ones((2, 21)), np.full((2, 21), 3.0)
+    combined = flip_average_disparity(own, mirror)
+    assert combined.shape == (2, 21)
+    # Columns 0 and 1 (<= 5 %): the mirror's alone; 19 and 20 (>= 95 %): the image's own alone; from 10 %
+    # to 90 % the mean; halfway up the ramp (7.5 %, between columns 1 and 2) a half of each.
+    assert combined[0, :2].tolist() == [3.0, 3.0] and combined[0, -2:].tolist() == [1.0, 1.0]
+    assert combined[1, 2:19].tolist() == pytest.approx([2.0] * 17)
+    ramp = flip_average_disparity(np.ones((1, 41)), np.full((1, 41), 3.0))[0]
+    assert ramp[3] == pytest.approx(0.5 * 3.0 + 0.5 * 2.0)
+    assert ramp[37] == pytest.approx(0.5 * 1.0 + 0.5 * 2.0)
+    with pytest.raises(EvaluationError, match="two \\(..., H, W\\) disparity maps of one shape"):
+        flip_average_disparity(np.ones((2, 3)), np.ones((2, 4)))
+
+
+def test_mirror_sample_flips_the_image_and_the_principal_point():
+    sample = WorldPairs([NET_SIZE])[0]
+    sample["K"][0, 2] = 50.0  # off-centre, so that mirroring moves it
+    mirrored = mirror_sample(sample)
+    assert torch.equal(mirrored["left"], sample["left"].flip(-1))
+    assert float(mirrored["K"][0, 2]) == pytest.approx(NET_SIZE[0] - 1 - 50.0)
+    assert float(mirrored["K"][0, 0]) == float(sample["K"][0, 0]) and int(mirrored["index"]) == 0
+    assert "depth_left" not in mirrored and "right" not in mirrored
+    assert float(sample["K"][0, 2]) == 50.0  # the original is untouched
+
+
+def test_post_processing_repairs_a_left_edge_artefact():
+    # A predictor that knows the truth except on the left 5 % of whatever image it sees, where it predicts
+    # three times too far (a stereo-trained network's left-edge weakness). Post-processing takes the mirror
+    # image's prediction there, whose broken band lies on the other side: the result is the truth.
+    data = WorldPairs([GT_SIZE] * 2)
+    width = NET_SIZE[0]
+    band = np.linspace(0.0, 1.0, width) <= 0.05
+    calls: List[int] = []
+
+    class EdgeBroken:
+        def predict_batch(self, samples):
+            calls.append(len(samples))
+            out = []
+            for s in samples:
+                i = int(s["index"])
+                truth = gt_at_input(data[i])
+                if not torch.equal(s["left"], data[i]["left"]):
+                    assert torch.equal(s["left"], data[i]["left"].flip(-1))
+                    truth = truth[:, ::-1]
+                broken = truth.copy()
+                broken[:, band] *= 3.0
+                out.append(broken)
+            return out
+
+    cfg = EvalConfig(garg_crop=False)
+    oracle = evaluate(gt_at_input, data, cfg, progress=False)
+    plain = evaluate(EdgeBroken(), data, cfg, batch_size=2, progress=False)
+    assert calls == [2] and plain["abs_rel"] > oracle["abs_rel"] + 0.02
+    calls.clear()
+    cfg.post_process = True
+    repaired = evaluate(EdgeBroken(), data, cfg, batch_size=2, progress=False)
+    assert calls == [4]  # the two frames and their mirror images in one batch
+    for name in METRIC_NAMES:
+        assert repaired[name] == pytest.approx(oracle[name], rel=1e-5, abs=1e-7)
+
+
+def test_strict_evaluation_refuses_a_frame_without_ground_truth():
+    data = WorldPairs([GT_SIZE] * 3, no_depth=(1,))
+    result = evaluate(gt_at_input, data, EvalConfig(), progress=False)
+    assert result["skipped"] == 1 and result["skipped_frames"] == ["street 1"]
+    with pytest.raises(EvaluationError, match=r"street 1: no ground truth \(strict evaluation refuses"):
+        evaluate(gt_at_input, data, EvalConfig(), progress=False, strict=True)
+    # Frames known to lack ground truth are skipped without being read (their files may not exist at all).
+    class Unreadable(WorldPairs):
+        def load(self, index):
+            if index == 1:
+                raise AssertionError("frame 1 was read")
+            return super().load(index)
+
+    unreadable = Unreadable([GT_SIZE] * 3)
+    result = evaluate(gt_at_input, unreadable, EvalConfig(), progress=False, without_gt=[1], batch_size=2)
+    assert (result["frames"], result["skipped"], result["skipped_frames"]) == (2, 1, ["street 1"])
+    with pytest.raises(EvaluationError, match=r"street 1: no ground truth"):
+        evaluate(gt_at_input, unreadable, EvalConfig(), progress=False, without_gt=[1], strict=True)
+    with pytest.raises(EvaluationError, match=r"without_gt: expected frame indices in \[0, 3\), got \[3\]"):
+        evaluate(gt_at_input, unreadable, EvalConfig(), progress=False, without_gt=[3])
+    # A frame whose ground truth lies outside the range is refused too.
+    far = EvalConfig(min_depth=500.0, max_depth=1000.0)
+    with pytest.raises(EvaluationError, match=r"street 0: no ground truth within the protocol's depth range"):
+        evaluate(gt_at_input, WorldPairs([GT_SIZE]), far, progress=False, strict=True)
 
 
 # ------------------------------------------------------------------------------------- the built-in world
@@ -201,6 +307,7 @@ def test_frames_mean_and_batched_predictor_agree():
     predictor = Batched()
     two = evaluate(predictor, data, EvalConfig(), batch_size=2, progress=False)
     assert predictor.calls == [2, 1]
+    assert two.pop("skipped_frames") == one.pop("skipped_frames") == []
     assert two == pytest.approx(one)
 
 
@@ -243,8 +350,12 @@ def test_save_pred_keys_order_and_shapes(tmp_path):
 
 def test_json_and_table():
     result = {name: 0.5 + i for i, name in enumerate(METRIC_NAMES)}
-    result.update(frames=7, skipped=2)
-    assert tuple(metrics_json(result)) == JSON_KEYS == METRIC_NAMES + ("frames",)
+    result.update(frames=7, skipped=2, skipped_frames=["a 1 l", "a 2 l"])
+    protocol = describe_protocol(EvalConfig(), "kitti", "here", {"strict": False})
+    saved = metrics_json(result, protocol)
+    assert tuple(saved) == JSON_KEYS == METRIC_NAMES + ("frames", "skipped", "skipped_frames", "protocol")
+    assert saved["skipped"] == 2 and saved["skipped_frames"] == ["a 1 l", "a 2 l"]
+    assert saved["protocol"] == protocol and json.loads(json.dumps(saved)) == saved
     table = format_table(result).splitlines()
     assert table[0].split("|")[0].strip() == "abs_rel" and len(table[0].split("|")) == 7
     assert [float(v) for v in table[2].split("|")] == [0.5 + i for i in range(7)]

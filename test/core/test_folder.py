@@ -15,7 +15,7 @@ import torch
 
 from fg_depth_core.camera import Intrinsics, StereoRig
 from fg_depth_core.cli import main
-from fg_depth_core.config import DataConfig, SynthConfig
+from fg_depth_core.config import DataConfig, EvalConfig, SynthConfig
 from fg_depth_core.data.base import DatasetError, RawPair
 from fg_depth_core.data.factory import build_dataset
 from fg_depth_core.data.folder import StereoFolder, read_calib, read_depth, write_stereo_folder
@@ -225,11 +225,24 @@ def test_factory_builds_each_dataset_and_explains_bad_requests(tmp_path: Path, f
     assert build_dataset(kitti_cfg, "test", path="/data/kitti", split_file="mine.txt") == "kitti"
     assert build_dataset(kitti_cfg, "test", path="/data/kitti") == "kitti"
     assert build_dataset(kitti_cfg, "train", path="/data/kitti", split_file="t.txt") == "kitti"
-    # Ground truth only for evaluation roles: training batches never read it.
+    improved = EvalConfig(gt="improved", velodyne_depth="camera_z")
+    assert build_dataset(kitti_cfg, "val", "/data/kitti", split_file="v.txt", eval_cfg=improved) == "kitti"
+    # Ground truth only for evaluation roles: training batches never read it. The test role (evaluation)
+    # reads the target image alone; the ground truth's source and convention come from the eval section
+    # (published velodyne ground truth by default).
+    evaluation = {"load_depth": True, "target_only": True, "gt": "velodyne", "velodyne_depth": "velodyne_x"}
+    training = {"load_depth": False, "target_only": False, "gt": "velodyne", "velodyne_depth": "velodyne_x"}
     assert calls == [
-        ("/data/kitti", "mine.txt", 640, 192, {"load_depth": True}),
-        ("/data/kitti", "eigen/test_files.txt", 640, 192, {"load_depth": True}),
-        ("/data/kitti", "t.txt", 640, 192, {"load_depth": False}),
+        ("/data/kitti", "mine.txt", 640, 192, evaluation),
+        ("/data/kitti", "eigen/test_files.txt", 640, 192, evaluation),
+        ("/data/kitti", "t.txt", 640, 192, training),
+        (
+            "/data/kitti",
+            "v.txt",
+            640,
+            192,
+            {"load_depth": True, "target_only": False, "gt": "improved", "velodyne_depth": "camera_z"},
+        ),
     ]
 
 

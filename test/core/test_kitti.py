@@ -10,6 +10,22 @@ from typing import Dict, Iterable, List, Tuple
 import cv2
 import numpy as np
 import pytest
+from kitti_helpers import (
+    BASELINE,
+    CAM_TO_CAM_2011_09_26,
+    DATE,
+    DRIVE,
+    FOLDER,
+    FX,
+    HEIGHT,
+    VELO_TO_CAM_2011_09_26,
+    WIDTH,
+    random_image,
+    real_velo_point,
+    velo_point_for_pixel,
+    write_date,
+    write_frame,
+)
 
 from fg_depth_core.data.base import DatasetError
 from fg_depth_core.data.kitti import KittiFrame, KittiRaw, find_frames, parse_split, read_split
@@ -21,86 +37,6 @@ from fg_depth_core.data.kitti_gt import (
     read_velodyne,
 )
 from fg_depth_core.errors import FgDepthError
-
-# The published calibration of the 2011_09_26 recordings, in KITTI's own file format.
-CAM_TO_CAM_2011_09_26 = """\
-calib_time: 09-Jan-2012 13:57:47
-corner_dist: 9.950000e-02
-S_00: 1.392000e+03 5.120000e+02
-K_00: 9.842439e+02 0.000000e+00 6.900000e+02 0.000000e+00 9.808141e+02 2.331966e+02 0.000000e+00 \
-0.000000e+00 1.000000e+00
-D_00: -3.728755e-01 2.037299e-01 2.219027e-03 1.383707e-03 -7.233722e-02
-R_00: 1.000000e+00 0.000000e+00 0.000000e+00 0.000000e+00 1.000000e+00 0.000000e+00 0.000000e+00 \
-0.000000e+00 1.000000e+00
-T_00: 2.573699e-16 -1.059758e-16 1.614870e-16
-S_rect_00: 1.242000e+03 3.750000e+02
-R_rect_00: 9.999239e-01 9.837760e-03 -7.445048e-03 -9.869795e-03 9.999421e-01 -4.278459e-03 \
-7.402527e-03 4.351614e-03 9.999631e-01
-P_rect_00: 7.215377e+02 0.000000e+00 6.095593e+02 0.000000e+00 0.000000e+00 7.215377e+02 \
-1.728540e+02 0.000000e+00 0.000000e+00 0.000000e+00 1.000000e+00 0.000000e+00
-S_01: 1.392000e+03 5.120000e+02
-K_01: 9.895267e+02 0.000000e+00 7.020000e+02 0.000000e+00 9.878386e+02 2.455590e+02 0.000000e+00 \
-0.000000e+00 1.000000e+00
-D_01: -3.644661e-01 1.790019e-01 1.148107e-03 -6.298563e-04 -5.314062e-02
-R_01: 9.993513e-01 1.860866e-02 -3.083487e-02 -1.887662e-02 9.997863e-01 -8.421873e-03 3.067156e-02 \
-8.998467e-03 9.994890e-01
-T_01: -5.370000e-01 4.822061e-03 -1.252488e-02
-S_rect_01: 1.242000e+03 3.750000e+02
-R_rect_01: 9.996878e-01 -8.976826e-03 2.331651e-02 8.876121e-03 9.999508e-01 4.418952e-03 \
--2.335503e-02 -4.210612e-03 9.997184e-01
-P_rect_01: 7.215377e+02 0.000000e+00 6.095593e+02 -3.875744e+02 0.000000e+00 7.215377e+02 \
-1.728540e+02 0.000000e+00 0.000000e+00 0.000000e+00 1.000000e+00 0.000000e+00
-S_02: 1.392000e+03 5.120000e+02
-K_02: 9.597910e+02 0.000000e+00 6.960217e+02 0.000000e+00 9.569251e+02 2.241806e+02 0.000000e+00 \
-0.000000e+00 1.000000e+00
-D_02: -3.691481e-01 1.968681e-01 1.353473e-03 5.677587e-04 -6.770705e-02
-R_02: 9.999758e-01 -5.267463e-03 -4.552439e-03 5.251945e-03 9.999804e-01 -3.413835e-03 4.570332e-03 \
-3.389843e-03 9.999838e-01
-T_02: 5.956621e-02 2.900141e-04 2.577209e-03
-S_rect_02: 1.242000e+03 3.750000e+02
-R_rect_02: 9.998817e-01 1.511453e-02 -2.841595e-03 -1.511724e-02 9.998853e-01 -9.338510e-04 \
-2.827154e-03 9.766976e-04 9.999955e-01
-P_rect_02: 7.215377e+02 0.000000e+00 6.095593e+02 4.485728e+01 0.000000e+00 7.215377e+02 \
-1.728540e+02 2.163791e-01 0.000000e+00 0.000000e+00 1.000000e+00 2.745884e-03
-S_03: 1.392000e+03 5.120000e+02
-K_03: 9.037596e+02 0.000000e+00 6.957519e+02 0.000000e+00 9.019653e+02 2.242509e+02 0.000000e+00 \
-0.000000e+00 1.000000e+00
-D_03: -3.639558e-01 1.788651e-01 6.029694e-04 -3.922424e-04 -5.382460e-02
-R_03: 9.995599e-01 1.699522e-02 -2.431313e-02 -1.704422e-02 9.998531e-01 -1.809756e-03 2.427880e-02 \
-2.223358e-03 9.997028e-01
-T_03: -4.731050e-01 5.551470e-03 -5.250882e-03
-S_rect_03: 1.242000e+03 3.750000e+02
-R_rect_03: 9.998321e-01 -7.193136e-03 1.685599e-02 7.232804e-03 9.999712e-01 -2.293585e-03 \
--1.683901e-02 2.415116e-03 9.998553e-01
-P_rect_03: 7.215377e+02 0.000000e+00 6.095593e+02 -3.395242e+02 0.000000e+00 7.215377e+02 \
-1.728540e+02 2.199936e+00 0.000000e+00 0.000000e+00 1.000000e+00 2.729905e-03
-"""
-VELO_TO_CAM_2011_09_26 = """\
-calib_time: 15-Mar-2012 11:37:16
-R: 7.533745e-03 -9.999714e-01 -6.166020e-04 1.480249e-02 7.280733e-04 -9.998902e-01 9.998621e-01 \
-7.523790e-03 1.480755e-02
-T: -4.069766e-03 -7.631618e-02 -2.717806e-01
-delta_f: 0.000000e+00 0.000000e+00
-delta_c: 0.000000e+00 0.000000e+00
-"""
-FX = 721.5377
-# Baseline by hand from P = K [I | t]: camera x = -P[0,3] / fx, right minus left.
-BASELINE = (4.485728e01 - -3.395242e02) / FX
-WIDTH, HEIGHT = 1242, 375
-DATE = "2011_09_26"
-DRIVE = "2011_09_26_drive_0001_sync"
-FOLDER = f"{DATE}/{DRIVE}"
-
-
-def _write_date(
-    root: Path, date: str = DATE, cam: str = CAM_TO_CAM_2011_09_26, velo: str = VELO_TO_CAM_2011_09_26
-):
-    folder = root / date
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "calib_cam_to_cam.txt").write_text(cam)
-    if velo:
-        (folder / "calib_velo_to_cam.txt").write_text(velo)
-    return folder
 
 
 def _replace_line(text: str, key: str, new_line: str) -> str:
@@ -115,7 +51,7 @@ def _mat(values: Iterable[float]) -> str:
 
 
 def test_calibration_of_2011_09_26_gives_the_kitti_rig(tmp_path):
-    calib = load_kitti_calib(_write_date(tmp_path))
+    calib = load_kitti_calib(write_date(tmp_path))
     assert calib.image_size == (WIDTH, HEIGHT)
     rig = calib.rig()
     assert rig.intrinsics.fx == pytest.approx(FX) and rig.intrinsics.fy == pytest.approx(FX)
@@ -138,7 +74,7 @@ def test_calibration_of_2011_09_26_gives_the_kitti_rig(tmp_path):
 
 
 def test_calibration_file_parser_keeps_numbers_and_skips_calib_time(tmp_path):
-    path = _write_date(tmp_path) / "calib_cam_to_cam.txt"
+    path = write_date(tmp_path) / "calib_cam_to_cam.txt"
     entries = read_calib_file(path)
     assert "calib_time" not in entries
     assert entries["S_rect_02"].tolist() == [1242.0, 375.0]
@@ -160,19 +96,19 @@ def test_calibration_file_parser_keeps_numbers_and_skips_calib_time(tmp_path):
     ],
 )
 def test_calibration_errors_name_the_file_and_key(tmp_path, key, new_line, message):
-    folder = _write_date(tmp_path, cam=_replace_line(CAM_TO_CAM_2011_09_26, key, new_line))
+    folder = write_date(tmp_path, cam=_replace_line(CAM_TO_CAM_2011_09_26, key, new_line))
     with pytest.raises(DatasetError, match=message):
         load_kitti_calib(folder)
 
 
 def test_velodyne_calibration_errors_and_missing_files(tmp_path):
-    folder = _write_date(tmp_path, velo=_replace_line(VELO_TO_CAM_2011_09_26, "T", "T: 0 0"))
+    folder = write_date(tmp_path, velo=_replace_line(VELO_TO_CAM_2011_09_26, "T", "T: 0 0"))
     with pytest.raises(DatasetError, match=r"calib_velo_to_cam\.txt: key 'T': expected 3 numbers, got 2"):
         load_kitti_calib(folder)
     with pytest.raises(DatasetError, match=r"2011_09_27/calib_cam_to_cam\.txt: calibration file not found"):
         load_kitti_calib(tmp_path / "2011_09_27")
     # Without calib_velo_to_cam.txt the rig still loads; only the velodyne projection says what is missing.
-    calib = load_kitti_calib(_write_date(tmp_path / "other", velo=""))
+    calib = load_kitti_calib(write_date(tmp_path / "other", velo=""))
     assert calib.velo_to_cam is None and calib.rig().baseline == pytest.approx(BASELINE)
     with pytest.raises(DatasetError, match=r"calib_velo_to_cam\.txt: calibration file not found"):
         project_velodyne(np.zeros((1, 4), np.float32), calib, 10, 10)
@@ -180,7 +116,7 @@ def test_velodyne_calibration_errors_and_missing_files(tmp_path):
 
 def test_baseline_must_be_positive(tmp_path):
     swapped = CAM_TO_CAM_2011_09_26.replace("4.485728e+01", "-4.485728e+02")
-    calib = load_kitti_calib(_write_date(tmp_path, cam=swapped))
+    calib = load_kitti_calib(write_date(tmp_path, cam=swapped))
     with pytest.raises(DatasetError, match=r"calib_cam_to_cam\.txt: P_rect_02/P_rect_03 .*baseline"):
         calib.rig()
 
@@ -208,48 +144,36 @@ def _synthetic_calib() -> KittiCalib:
     return KittiCalib({2: P2, 3: P3}, R_RECT, velo, (SMALL_W, SMALL_H), "synthetic")
 
 
-def _velo_point_for_pixel(
-    p: np.ndarray, r_rect, velo_r, velo_t, col: int, row: int, depth: float
-) -> np.ndarray:
-    """The velodyne point that camera P sees at 0-based pixel (col, row) + 0.3 (1-based u = col + 1.3, the
-    KITTI reference convention) at camera depth ``depth``: the projection run backwards by hand."""
-    u, v = col + 1 + 0.3, row + 1 + 0.3
-    z = depth - p[2, 3]  # depth = z_rect + P[2,3]
-    x = (u * depth - p[0, 2] * z - p[0, 3]) / p[0, 0]
-    y = (v * depth - p[1, 2] * z - p[1, 3]) / p[1, 1]
-    cam0 = np.asarray(r_rect).T @ np.array([x, y, z])
-    return np.asarray(velo_r).T @ (cam0 - np.asarray(velo_t))
-
-
 def test_velodyne_points_land_on_hand_projected_pixels_with_their_depth():
     calib = _synthetic_calib()
     # A plane 7.5 m in front of the camera: a grid of pixels, each carrying a point at that depth.
     targets = {(c, r): 7.5 for c in range(3, SMALL_W, 17) for r in range(2, SMALL_H, 9)}
-    points = [_velo_point_for_pixel(P2, R_RECT, VELO_R, VELO_T, c, r, d) for (c, r), d in targets.items()]
+    points = [velo_point_for_pixel(P2, R_RECT, VELO_R, VELO_T, c, r, d) for (c, r), d in targets.items()]
     # Nearest wins: three points on one pixel, the nearest in the middle of the list.
     for depth in (12.0, 4.25, 9.0):
-        points.append(_velo_point_for_pixel(P2, R_RECT, VELO_R, VELO_T, 50, 30, depth))
+        points.append(velo_point_for_pixel(P2, R_RECT, VELO_R, VELO_T, 50, 30, depth))
     targets[(50, 30)] = 4.25
     # Dropped: outside the image (right of it, above it) and behind the sensor.
-    points.append(_velo_point_for_pixel(P2, R_RECT, VELO_R, VELO_T, SMALL_W + 2, 10, 6.0))
-    points.append(_velo_point_for_pixel(P2, R_RECT, VELO_R, VELO_T, 10, -3, 6.0))
+    points.append(velo_point_for_pixel(P2, R_RECT, VELO_R, VELO_T, SMALL_W + 2, 10, 6.0))
+    points.append(velo_point_for_pixel(P2, R_RECT, VELO_R, VELO_T, 10, -3, 6.0))
     points.append(np.array([-5.0, 0.0, 0.0]))
     scan = np.concatenate([np.array(points), np.full((len(points), 1), 0.5)], axis=1).astype(np.float64)
 
-    depth = project_velodyne(scan, calib, SMALL_W, SMALL_H, camera=2)
+    depth = project_velodyne(scan, calib, SMALL_W, SMALL_H, camera=2, velodyne_depth="camera_z")
     assert depth.shape == (SMALL_H, SMALL_W) and depth.dtype == np.float32
     expected = np.zeros((SMALL_H, SMALL_W), np.float32)
     for (c, r), d in targets.items():
         expected[r, c] = d
     np.testing.assert_allclose(depth, expected, rtol=0, atol=1e-5)
     # The list order does not decide the winner.
-    np.testing.assert_array_equal(project_velodyne(scan[::-1], calib, SMALL_W, SMALL_H), depth)
+    reversed_order = project_velodyne(scan[::-1], calib, SMALL_W, SMALL_H, velodyne_depth="camera_z")
+    np.testing.assert_array_equal(reversed_order, depth)
 
 
 def test_velodyne_projection_into_the_right_camera_and_index_base():
     calib = _synthetic_calib()
-    point = _velo_point_for_pixel(P3, R_RECT, VELO_R, VELO_T, 40, 20, 10.0)
-    right = project_velodyne(point[None], calib, SMALL_W, SMALL_H, camera=3)
+    point = velo_point_for_pixel(P3, R_RECT, VELO_R, VELO_T, 40, 20, 10.0)
+    right = project_velodyne(point[None], calib, SMALL_W, SMALL_H, camera=3, velodyne_depth="camera_z")
     assert np.argwhere(right).tolist() == [[20, 40]] and right[20, 40] == pytest.approx(10.0, abs=1e-5)
     zero_based = project_velodyne(point[None], calib, SMALL_W, SMALL_H, camera=3, index_base=0)
     assert np.argwhere(zero_based).tolist() == [[21, 41]]
@@ -367,38 +291,19 @@ def test_missing_train_split_says_how_to_provide_it(monkeypatch):
 # ---------------------------------------------------------------- KittiRaw on a fake tree
 
 
-def _image(seed: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def _write_frame(drive_dir: Path, index: int, images: Dict[int, np.ndarray], suffix: str = ".png") -> None:
-    for camera, rgb in images.items():
-        path = drive_dir / f"image_0{camera}" / "data" / f"{index:010d}{suffix}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100])
-
-
-def _real_velo_point(calib: KittiCalib, camera: int, col: int, row: int, depth: float) -> np.ndarray:
-    velo = calib.velo_to_cam
-    return _velo_point_for_pixel(
-        calib.projection(camera), calib.r_rect_00, velo[:3, :3], velo[:3, 3], col, row, depth
-    )
-
-
 @pytest.fixture
 def kitti_tree(tmp_path) -> Dict[str, object]:
     root = tmp_path / "kitti"
-    _write_date(root)
+    write_date(root)
     drive = root / FOLDER
-    images = {i: {2: _image(10 * i), 3: _image(10 * i + 1)} for i in range(3)}
+    images = {i: {2: random_image(10 * i), 3: random_image(10 * i + 1)} for i in range(3)}
     for i in (0, 1):
-        _write_frame(drive, i, images[i])
-    _write_frame(drive, 2, {2: images[2][2]})  # no right view: not a stereo frame
+        write_frame(drive, i, images[i])
+    write_frame(drive, 2, {2: images[2][2]})  # no right view: not a stereo frame
     # Frame 0: a velodyne scan with one point seen by image_02 only, at (10, 200), and one seen by image_03
     # only, at (1237, 40): their disparities (f B / depth = 77 and 96 px) push each out of the other view.
     calib = load_kitti_calib(root / DATE)
-    scan = np.stack([_real_velo_point(calib, 2, 10, 200, 5.0), _real_velo_point(calib, 3, 1237, 40, 4.0)])
+    scan = np.stack([real_velo_point(calib, 2, 10, 200, 5.0), real_velo_point(calib, 3, 1237, 40, 4.0)])
     scan = np.concatenate([scan, np.ones((2, 1))], axis=1).astype(np.float32)
     (drive / "velodyne_points" / "data").mkdir(parents=True)
     scan.tofile(drive / "velodyne_points" / "data" / "0000000000.bin")
@@ -410,7 +315,8 @@ def kitti_tree(tmp_path) -> Dict[str, object]:
     cv2.imwrite(str(gt_path), improved)
     # A second drive of half-size JPEG copies.
     half = root / DATE / "2011_09_26_drive_0002_sync"
-    _write_frame(half, 4, {2: _image(7, WIDTH // 2, 188), 3: _image(8, WIDTH // 2, 188)}, suffix=".jpg")
+    halves = {2: random_image(7, WIDTH // 2, 188), 3: random_image(8, WIDTH // 2, 188)}
+    write_frame(half, 4, halves, suffix=".jpg")
     return {"root": root, "images": images, "drive": drive}
 
 
@@ -426,7 +332,7 @@ def test_all_frames_under_the_root_are_listed_in_order(kitti_tree):
 
 
 def test_kitti_raw_samples_images_intrinsics_and_velodyne_depth(kitti_tree):
-    data = KittiRaw(kitti_tree["root"], width=320, height=96)
+    data = KittiRaw(kitti_tree["root"], width=320, height=96, velodyne_depth="camera_z")
     assert len(data) == 3 and data.name(0) == f"{FOLDER} 0 l"
     raw = data.load(0)
     np.testing.assert_array_equal(raw.left, kitti_tree["images"][0][2])
@@ -449,29 +355,41 @@ def test_kitti_raw_samples_images_intrinsics_and_velodyne_depth(kitti_tree):
     assert sample["depth_left"].shape == (1, HEIGHT, WIDTH)
 
 
-def test_improved_ground_truth_is_preferred_unless_disabled(kitti_tree, tmp_path):
+def test_one_ground_truth_source_per_dataset_never_mixed(kitti_tree, tmp_path):
     root = kitti_tree["root"]
-    data = KittiRaw(root)
+    data = KittiRaw(root, gt="improved")
     assert data.depth_source(1) == "improved"
     depth = data.load(1).depth_left
     assert np.count_nonzero(depth) == 400 and np.all(depth[300:310, 600:640] == 5.0)
-    raw_only = KittiRaw(root, use_improved_gt=False)
+    # Frame 0 has a velodyne scan but no improved map: with improved ground truth it has none (no fallback).
+    assert data.depth_source(0) is None and data.load(0).depth_left is None
+    assert data.frames_without_gt() == [0, 2] and data.gt_path(0).parts[-4:] == (
+        "proj_depth",
+        "groundtruth",
+        "image_02",
+        "0000000000.png",
+    )
+    raw_only = KittiRaw(root, gt="velodyne")
     assert raw_only.depth_source(1) is None and raw_only.load(1).depth_left is None
     assert "depth_left" not in raw_only[1]
-    # An improved map under gt_root (depth benchmark layout) overrides frame 0's velodyne scan.
+    assert raw_only.frames_without_gt() == [1, 2] and raw_only.gt_path(1).name == "0000000001.bin"
+    assert KittiRaw(root).gt == "velodyne"  # the published ground truth is the default
+    # An improved map under gt_root (depth benchmark layout) serves frame 0.
     gt = tmp_path / "annotated" / "train" / DRIVE / "proj_depth" / "groundtruth" / "image_02"
     gt.mkdir(parents=True)
     cv2.imwrite(str(gt / "0000000000.png"), np.full((HEIGHT, WIDTH), 2560, np.uint16))
-    with_root = KittiRaw(root, gt_root=tmp_path / "annotated")
+    with_root = KittiRaw(root, gt="improved", gt_root=tmp_path / "annotated")
     assert with_root.depth_source(0) == "improved" and np.all(with_root.load(0).depth_left == 10.0)
-    assert KittiRaw(root, gt_root=tmp_path / "annotated", use_improved_gt=False).depth_source(0) == "velodyne"
+    assert KittiRaw(root, gt_root=tmp_path / "annotated", gt="velodyne").depth_source(0) == "velodyne"
     assert KittiRaw(root, load_depth=False).load(0).depth_left is None
+    with pytest.raises(DatasetError, match=r"expected one of \['velodyne', 'improved'\], got 'both'"):
+        KittiRaw(root, gt="both")
 
 
 def test_right_side_frames_are_mirrored_and_swapped(kitti_tree, tmp_path):
     split = tmp_path / "split.txt"
     split.write_text(f"{FOLDER} 0 r\n{FOLDER} 0 l\n")
-    data = KittiRaw(kitti_tree["root"], split, width=320, height=96)
+    data = KittiRaw(kitti_tree["root"], split, width=320, height=96, velodyne_depth="camera_z")
     right_side, left_side = data.load(0), data.load(1)
     np.testing.assert_array_equal(right_side.left, kitti_tree["images"][0][3][:, ::-1])
     np.testing.assert_array_equal(right_side.right, kitti_tree["images"][0][2][:, ::-1])
