@@ -139,11 +139,12 @@ class DepthNode(Node):
         if self.scale is not None:
             self.scale.submit(camera.rgb, camera.right, camera.rig, result.network_depth)
         header = frame.images[0].header
-        self.outputs.publish_depth(result, header)
         # Plain nanoseconds: a camera clock slightly ahead gives a negative age, which rclpy's Duration
-        # refuses on some distributions.
+        # refuses on some distributions. Counted just before publishing, so that a subscriber that has the
+        # depth also finds it counted.
         stamp_age = (self.get_clock().now().nanoseconds - stamp_ns(frame.images[0])) * 1e-9
         self.stats.depth_published(time.monotonic(), received_at, stamp_age, result.inference)
+        self.outputs.publish_depth(result, header)
         self.outputs.publish_extras(result, camera, header, s, self.limits)
         self.stats.processing.add(time.monotonic() - start)
 
