@@ -53,7 +53,8 @@ setup(
     ] + share_data_files(),
     # ROS packages come from rosdep and torch & co. from pip (README.md): nothing else is pulled in here.
     install_requires=["setuptools"],
-    extras_require={"test": ["pytest"]},
+    # The optional OpenVINO runtime of the openvino inference backend (pip install 'fg_depth_ros[openvino]').
+    extras_require={"test": ["pytest"], "openvino": ["openvino"]},
     zip_safe=True,
     python_requires=">=3.10",
     entry_points={

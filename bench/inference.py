@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Inference benchmark: latency p50/p95, throughput and peak memory per backend and network size, pre- and
 post-processing timed apart from the forward pass; writes the "Inference on CPU" section of docs/RESULTS.md
-(and "Inference on GPU" where CUDA is available), with the verdicts on issue 4's targets.
+(and "Inference on GPU" where CUDA is available), with the verdicts on issue 4's and issue 16's targets;
+every precision by default, the int8 model (``fg-depth export --quantize int8``) included.
 
     .venv/bin/python bench/inference.py     # 640x192 and 1024x320, a few minutes on 2 cores
     .venv/bin/python bench/inference.py --sizes 128x64 --iterations 3 --results /tmp/r.md    # smoke
@@ -33,7 +34,7 @@ PROG = "bench/inference.py"
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog=PROG, description=bench.DESCRIPTION)
-    bench.add_arguments(parser)
+    bench.add_arguments(parser, bench.ROW_PRECISIONS)
     parser.add_argument(
         "--results",
         default=str(RESULTS_MD),

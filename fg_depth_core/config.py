@@ -54,7 +54,7 @@ INPUT_MULTIPLE = 32
 MIN_INPUT_SIZE = 2 * INPUT_MULTIPLE
 DEVICES = ("auto", "cpu", "cuda")
 #: Inference backends ("auto" picks the fastest available one, see deploy/backends) and precisions.
-INFERENCE_BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+INFERENCE_BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt", "openvino")
 PRECISIONS = ("fp32", "fp16")
 #: How an image of another aspect ratio meets the network input (fg_depth_core/deploy/fit.py).
 INPUT_FITS = ("stretch", "crop", "pad")
@@ -661,7 +661,8 @@ class InferenceConfig(Section):
     backend: str = setting(
         "auto",
         '"auto" (the fastest available: tensorrt > onnxruntime on CUDA > onnxruntime on CPU for an .onnx; '
-        'torch for a .pt; tensorrt for an .engine), "torch", "onnxruntime" or "tensorrt".',
+        'torch for a .pt; tensorrt for an .engine), "torch", "onnxruntime", "tensorrt" or "openvino" (an '
+        '.onnx on the CPU; optional, pip install openvino; never chosen by auto).',
         choices=INFERENCE_BACKENDS,
     )
     device: str = setting(

@@ -11,7 +11,13 @@ fits it: input_fit pad by default), the backend's forward pass and
 one frame after another: throughput = frames / total time.
 
 Without ``--checkpoint`` the model is a randomly initialised DepthNet (model.encoder of the default config):
-latency does not depend on the weights. The table is printed; ``--json FILE`` also keeps the rows, the
+latency does not depend on the weights. The int8 row runs the .onnx quantised as ``fg-depth export --quantize
+int8`` quantises it (deploy/quantize.py), calibrated on :data:`BENCH_CALIBRATION_FRAMES` frames of the
+built-in world (its speed does not depend on which frames).
+
+Rows run one after another in rounds (``--repeats``): each round times every row of a size once, so that
+rows of one round share the machine's load of that minute; :func:`round_ratio` compares two rows round by
+round. The table is printed; ``--json FILE`` also keeps the rows, the
 settings and the machine in a file of the user's. In a source checkout, ``bench/inference.py`` runs the same
 measurement (:func:`run_benchmark`) and writes it into docs/RESULTS.md (tools/inference_report.py).
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -36,8 +43,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from fg_depth_core.errors import FgDepthError
 
 DEFAULT_SIZES = ("640x192", "1024x320")
-#: (backend, device, precision) rows; GPU rows run only where CUDA (and the runtime) is available.
-CPU_ROWS = (("torch", "cpu", "fp32"), ("onnxruntime", "cpu", "fp32"))
+#: (backend, device, precision) rows; GPU rows run only where CUDA (and the runtime) is available, openvino
+#: rows where the optional openvino package is installed. Precision "int8" is the model quantised by
+#: ``fg-depth export --quantize int8``, run in float32 mode.
+CPU_ROWS = (
+    ("torch", "cpu", "fp32"),
+    ("onnxruntime", "cpu", "fp32"),
+    ("onnxruntime", "cpu", "int8"),
+    ("openvino", "cpu", "fp32"),
+    ("openvino", "cpu", "int8"),
+)
 GPU_ROWS = (
     ("torch", "cuda", "fp32"),
     ("torch", "cuda", "fp16"),
@@ -52,14 +67,19 @@ DESCRIPTION = (
 )
 #: How a run names the model when no --checkpoint is given.
 RANDOM_MODEL = "random-weight DepthNet (default config)"
+#: Precisions a row can have: the runtime's fp32/fp16, and the int8-quantised model.
+ROW_PRECISIONS = ("fp32", "fp16", "int8")
+#: Built-in world frames the benchmark's int8 models are calibrated on.
+BENCH_CALIBRATION_FRAMES = 8
 _CHILD = (
     "import json, sys; from fg_depth_core.commands.bench import measure; "
     "print(json.dumps(measure(json.loads(sys.argv[1]))))"
 )
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The measurement's options (shared by ``fg-depth bench`` and ``bench/inference.py``)."""
+def add_arguments(p: argparse.ArgumentParser, precisions: Sequence[str] = ("fp32", "fp16")) -> None:
+    """The measurement's options (shared by ``fg-depth bench`` and ``bench/inference.py``); ``precisions``:
+    the default of --precisions (int8 costs a quantisation first, so ``fg-depth bench`` asks for it)."""
     p.add_argument(
         "--checkpoint",
         default=None,
@@ -74,9 +94,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backends",
         nargs="+",
-        default=["torch", "onnxruntime", "tensorrt"],
-        choices=["torch", "onnxruntime", "tensorrt"],
-        help="backends to time (GPU rows only where CUDA and the runtime exist)",
+        default=["torch", "onnxruntime", "tensorrt", "openvino"],
+        choices=["torch", "onnxruntime", "tensorrt", "openvino"],
+        help="backends to time (GPU rows only where CUDA and the runtime exist, openvino where installed)",
+    )
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        default=list(precisions),
+        choices=ROW_PRECISIONS,
+        help="precisions to time: fp32, fp16 (CUDA only) and int8 (the ONNX model quantised as fg-depth "
+        "export --quantize int8 does, CPU only) (default: %(default)s)",
     )
     p.add_argument("--no-gpu", action="store_true", help="CPU rows only, even where CUDA is available")
     p.add_argument("--image-size", default="1280x720", help="camera image WxH that is pre/post-processed")
@@ -176,16 +204,18 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     # torch only where the row needs it: importing it costs ~0.7 GB of resident memory (CUDA build), which
     # would be counted against an ONNX Runtime row's peak.
     torch = None
-    if spec["backend"] != "onnxruntime" or cuda:
+    if spec["backend"] in ("torch", "tensorrt") or cuda:
         import torch
 
         torch.set_num_threads(threads)
     start = time.perf_counter()
+    # An int8 row runs the quantised model; the runtime itself works in float32 around its int8 kernels.
+    runtime_precision = "fp32" if spec["precision"] == "int8" else spec["precision"]
     estimator = DepthEstimator(
         spec["model"],
         spec["backend"],
         spec["device"],
-        spec["precision"],
+        runtime_precision,
         threads,
         spec.get("cache_dir") or None,
     )
@@ -214,7 +244,7 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     row = {
         "backend": estimator.backend_name,
         "device": estimator.device,
-        "precision": backend.precision,
+        "precision": info.quantization if info.quantization != "none" else backend.precision,
         "network": f"{info.width}x{info.height}",
         "load_s": load_s,
         **summarize(*times),
@@ -262,10 +292,15 @@ def run_row(spec: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def prepare_models(
-    checkpoint: Optional[str], sizes: List[Tuple[int, int]], work: Path, need_onnx: bool
+    checkpoint: Optional[str],
+    sizes: List[Tuple[int, int]],
+    work: Path,
+    need_onnx: bool,
+    need_int8: bool = False,
 ) -> Dict[Tuple[int, int], Dict[str, Path]]:
-    """A checkpoint (and, if needed, an .onnx) per network size in ``work``: the given checkpoint re-targeted
-    to the size (input_size, and train_focal scaled with the width), or a random-weight DepthNet."""
+    """A checkpoint (and, if needed, an .onnx and its int8 quantisation, keys "pt", "onnx", "int8") per
+    network size in ``work``: the given checkpoint re-targeted to the size (input_size, and train_focal scaled
+    with the width), or a random-weight DepthNet."""
     import torch
 
     from fg_depth_core.config import Config
@@ -300,11 +335,42 @@ def prepare_models(
         pt = work / f"depthnet_{w}x{h}.pt"
         save_checkpoint(pt, state)
         models[(w, h)] = {"pt": pt}
-        if need_onnx:
+        if need_onnx or need_int8:
             onnx = work / f"depthnet_{w}x{h}.onnx"
             export_onnx(pt, onnx, h, w)
             models[(w, h)]["onnx"] = onnx
+        if need_int8:
+            models[(w, h)]["int8"] = quantize_for_bench(onnx, work / f"depthnet_{w}x{h}_int8.onnx")
     return models
+
+
+def world_images(count: int, width: int, height: int) -> List[Any]:
+    """``count`` camera images (H,W,3) uint8 of the built-in street, seeds 0.., seen by
+    :func:`camera_image_intrinsics`."""
+    from fg_depth_core.data.render import render_stereo
+    from fg_depth_core.data.world import street_scene
+
+    camera = camera_image_intrinsics(width, height)
+    return [render_stereo(street_scene(seed), camera, 0.54).left for seed in range(count)]
+
+
+def quantize_for_bench(onnx_path: Path, out: Path, activations: str = "uint8") -> Path:
+    """The int8 model of an fg-depth .onnx as ``fg-depth export --quantize int8`` makes it, calibrated on
+    :data:`BENCH_CALIBRATION_FRAMES` built-in world frames at the network size."""
+    import dataclasses
+
+    import onnx
+
+    from fg_depth_core.deploy.export import calibration_batches, write_onnx
+    from fg_depth_core.deploy.onnx_io import onnx_info
+    from fg_depth_core.deploy.quantize import quantize_int8
+
+    model = onnx.load(str(onnx_path))
+    info = onnx_info(model, str(onnx_path))
+    images = world_images(BENCH_CALIBRATION_FRAMES, info.width, info.height)
+    quantized = quantize_int8(model, calibration_batches(images, info, "stretch"), info, activations)
+    write_onnx(quantized, dataclasses.replace(info, quantization="int8"), out)
+    return out
 
 
 def machine_info() -> Dict[str, Any]:
@@ -345,7 +411,27 @@ def best_run(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     best = dict(min(ok, key=lambda r: r["p50_ms"]))
     best["p50_runs_ms"] = [min(r["p50_ms"] for r in ok), max(r["p50_ms"] for r in ok)]
     best["runs"] = len(ok)
+    best["fps_by_round"] = {int(r["round"]): r["fps"] for r in ok if "round" in r}
     return best
+
+
+def round_ratio(faster: Dict[str, Any], slower: Dict[str, Any]) -> Optional[Dict[str, float]]:
+    """Throughput of row ``faster`` over row ``slower`` in each round both ran (rows of :func:`best_run`):
+    {"median", "min", "max", "rounds"}; None when they share no round. Rows of one round ran within the
+    same minutes, so each round's ratio sees one load of a shared machine."""
+    import numpy as np
+
+    a, b = faster.get("fps_by_round") or {}, slower.get("fps_by_round") or {}
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        return None
+    ratios = np.array([a[k] / b[k] for k in shared])
+    return {
+        "median": float(np.median(ratios)),
+        "min": float(ratios.min()),
+        "max": float(ratios.max()),
+        "rounds": len(shared),
+    }
 
 
 def table(rows: List[Dict[str, Any]]) -> List[str]:
@@ -414,7 +500,13 @@ def run_benchmark(args: argparse.Namespace, command: str) -> BenchRun:
         raise FgDepthError(f"--threads: expected >= 0, got {args.threads}")
     threads = args.threads or usable_cores()
     cuda = torch.cuda.is_available() and not args.no_gpu
-    plan = [r for r in CPU_ROWS + (GPU_ROWS if cuda else ()) if r[0] in args.backends]
+    precisions = getattr(args, "precisions", ("fp32", "fp16"))
+    openvino = importlib.util.find_spec("openvino") is not None
+    plan = [
+        r
+        for r in CPU_ROWS + (GPU_ROWS if cuda else ())
+        if r[0] in args.backends and r[2] in precisions and (r[0] != "openvino" or openvino)
+    ]
     if not plan:
         raise FgDepthError(f"--backends {' '.join(args.backends)}: nothing to time on this machine")
     load_before = load_average()
@@ -423,13 +515,19 @@ def run_benchmark(args: argparse.Namespace, command: str) -> BenchRun:
         work = Path(args.work) if args.work else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         print(f"bench: preparing models for {', '.join(args.sizes)} in {work}", flush=True)
-        models = prepare_models(args.checkpoint, sizes, work, any(b != "torch" for b, _, _ in plan))
+        models = prepare_models(
+            args.checkpoint,
+            sizes,
+            work,
+            need_onnx=any(b != "torch" and p != "int8" for b, _, p in plan),
+            need_int8=any(p == "int8" for _, _, p in plan),
+        )
         image = render_camera_image(work / "camera.png", *image_size)
         runs: Dict[Tuple[Any, ...], List[Dict[str, Any]]] = {}
         for repeat, size, (backend, device, precision) in (
             (r, size, row) for r in range(args.repeats) for size in sizes for row in plan
         ):
-            model = models[size]["pt" if backend == "torch" else "onnx"]
+            model = models[size]["pt" if backend == "torch" else "int8" if precision == "int8" else "onnx"]
             spec = {
                 "model": str(model),
                 "backend": backend,
@@ -446,6 +544,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> BenchRun:
             row.setdefault("device", device)
             row.setdefault("precision", precision)
             row.setdefault("network", f"{size[0]}x{size[1]}")
+            row["round"] = repeat
             runs.setdefault((size, backend, device, precision), []).append(row)
             print(f"run {repeat + 1}/{args.repeats}: " + table([row])[2], flush=True)
     return BenchRun(

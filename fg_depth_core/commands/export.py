@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from fg_depth_core.config import PRECISIONS, InferenceConfig
+from fg_depth_core.deploy.calibration import DEFAULT_CALIBRATION_FRAMES
+from fg_depth_core.deploy.model_info import QUANTIZATIONS
 from fg_depth_core.deploy.tensorrt_build import DEFAULT_MAX_BATCH
 from fg_depth_core.errors import FgDepthError
 
@@ -23,7 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and baseline, version); or a TensorRT engine built from that ONNX (the ONNX is kept beside it, "
         "the metadata goes to a JSON file beside the engine). H and W must be multiples of 32; at another "
         "size than the training one the stored training focal length is converted to it, "
-        "f = train_focal * W / W_train, so depth keeps following the camera's field of view.",
+        "f = train_focal * W / W_train, so depth keeps following the camera's field of view. "
+        "--quantize int8 writes an ONNX model quantised for CPUs (ONNX Runtime's static QDQ quantisation: "
+        "per-channel int8 weights, uint8 activations), calibrated on frames of the checkpoint's training "
+        "data or of --calibration; it runs wherever a .onnx runs on a CPU.",
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint written by fg-depth train")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="output format (default: onnx)")
@@ -50,6 +55,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", default=None, help="output file (default: the checkpoint's path with .onnx or .engine)"
     )
     p.add_argument("--opset", type=int, default=None, help="ONNX opset, 18 or newer (default: 18)")
+    p.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default="none",
+        help="int8: static int8 quantisation for CPUs (onnx only; about twice ONNX Runtime's float32 speed "
+        "at a small accuracy cost, docs/RESULTS.md) (default: none)",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        metavar="PATH",
+        help="calibration frames for --quantize int8: a rosbag2 recording, a stereo folder, a folder written "
+        "by fg-depth synth or a KITTI raw tree (default: the checkpoint's training data, named by its "
+        "config)",
+    )
+    p.add_argument(
+        "--calibration-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"frames to calibrate on, picked evenly over the source (default: {DEFAULT_CALIBRATION_FRAMES})",
+    )
     p.add_argument(
         "--static-batch", action="store_true", help="fix the batch size to 1 (onnx only; default: dynamic)"
     )
@@ -101,6 +128,20 @@ def run(args: argparse.Namespace) -> int:
                 raise FgDepthError(f"{name} applies to --format tensorrt only")
     elif args.static_batch:
         raise FgDepthError("--static-batch applies to --format onnx only")
+    elif args.quantize != "none":
+        raise FgDepthError(
+            f"--quantize {args.quantize} applies to --format onnx only: the int8 model is for CPUs (ONNX "
+            "Runtime); on a GPU use a TensorRT engine, --precision fp16"
+        )
+    if args.quantize == "none":
+        for given, name in (
+            (args.calibration is not None, "--calibration"),
+            (args.calibration_frames is not None, "--calibration-frames"),
+        ):
+            if given:
+                raise FgDepthError(f"{name} applies to --quantize int8 only")
+    if args.calibration_frames is not None and args.calibration_frames < 1:
+        raise FgDepthError(f"--calibration-frames: expected >= 1, got {args.calibration_frames}")
     if args.workspace is not None and args.workspace <= 0:
         raise FgDepthError(f"--workspace: expected a positive number of MiB, got {args.workspace}")
     if args.max_batch is not None and args.max_batch < 1:
@@ -117,11 +158,26 @@ def run(args: argparse.Namespace) -> int:
     export.check_export_size(height, width)
     out = Path(args.out) if args.out else checkpoint.with_suffix(SUFFIXES[args.format])
     if args.format == "onnx":
+        frames = DEFAULT_CALIBRATION_FRAMES if args.calibration_frames is None else args.calibration_frames
         info = export.export_onnx(
-            checkpoint, out, height, width, opset=opset, dynamic_batch=not args.static_batch
+            checkpoint,
+            out,
+            height,
+            width,
+            opset=opset,
+            dynamic_batch=not args.static_batch,
+            quantize=args.quantize,
+            calibration=args.calibration,
+            calibration_frames=frames,
+            log=print,
         )
         onnx_path = out
-        print(f"wrote {out} ({_megabytes(out)}): ONNX opset {opset}, float32")
+        precision = (
+            "int8 (QDQ: per-channel int8 weights, uint8 activations; the output head float32)"
+            if info.quantization == "int8"
+            else "float32"
+        )
+        print(f"wrote {out} ({_megabytes(out)}): ONNX opset {opset}, {precision}")
     else:
         from fg_depth_core.deploy.tensorrt_build import engine_info_path
 

@@ -25,9 +25,12 @@ scaled by the height (deploy/fit.py, training_focals, from data.width/height in 
 How well a network does at a size it was not trained at is an accuracy question the export cannot answer:
 evaluate it.
 
-Precision: the ONNX model is always float32. Half precision is a runtime choice of the engine builder
-(``export_engine(..., precision="fp16")``, see deploy/tensorrt_build.py) or of ONNX Runtime's TensorRT
-execution provider; ONNX Runtime's CPU provider has few fp16 kernels, so an fp16 .onnx would run slower there.
+Precision: the ONNX model is float32, or with ``quantize="int8"`` statically quantised for CPUs
+(deploy/quantize.py: int8 weights, uint8 activations, calibrated on frames of the training data or of a
+given source, deploy/calibration.py); its metadata then says ``quantization: int8``. Half precision is a
+runtime choice of the engine builder (``export_engine(..., precision="fp16")``, see deploy/tensorrt_build.py)
+or of ONNX Runtime's TensorRT execution provider; ONNX Runtime's CPU provider has few fp16 kernels, so an
+fp16 .onnx would run slower there.
 """
 
 from __future__ import annotations
@@ -35,16 +38,18 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Union
 
 from fg_depth_core.atomic_io import atomic_write_bytes
-from fg_depth_core.config import INPUT_MULTIPLE, MIN_INPUT_SIZE, PRECISIONS
+from fg_depth_core.config import INPUT_MULTIPLE, MIN_INPUT_SIZE, PRECISIONS, InferenceConfig
 from fg_depth_core.deploy import tensorrt_build
-from fg_depth_core.deploy.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo
+from fg_depth_core.deploy.calibration import DEFAULT_CALIBRATION_FRAMES
+from fg_depth_core.deploy.model_info import INPUT_NAME, OUTPUT_NAME, QUANTIZATIONS, ModelInfo
 from fg_depth_core.deploy.onnx_io import set_onnx_info
 from fg_depth_core.errors import FgDepthError
 
 if TYPE_CHECKING:
+    import numpy as np
     import onnx
     import torch
 
@@ -115,16 +120,27 @@ def export_onnx(
     width: Optional[int] = None,
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
+    quantize: str = "none",
+    calibration: Optional[PathLike] = None,
+    calibration_frames: int = DEFAULT_CALIBRATION_FRAMES,
+    log: Optional[Callable[[str], None]] = None,
 ) -> ModelInfo:
     """Export a checkpoint's DepthNet to ONNX at ``width`` x ``height`` (default: its training size).
 
     Writes ``out_path`` atomically (a failed export leaves no file and keeps an existing one) and returns
     the ModelInfo stored in it (train_focal at the export size). The batch axis is symbolic ("batch") when
-    ``dynamic_batch``, else fixed at 1.
+    ``dynamic_batch``, else fixed at 1. ``quantize="int8"`` quantises it statically (module docstring),
+    calibrated on ``calibration_frames`` frames of ``calibration`` (a bag, stereo folder, synth folder or
+    KITTI raw tree) or, when None, of the checkpoint's training data; ``log`` receives a line saying which.
     """
+    from fg_depth_core.deploy.calibration import calibration_frames as open_frames
     from fg_depth_core.model.checkpoint import load_model
 
     out_path = Path(out_path)
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"quantize: expected one of {list(QUANTIZATIONS)}, got {quantize!r}")
+    if calibration is not None and quantize == "none":
+        raise ExportError("a calibration source applies to a quantised export only (quantize='int8')")
     if height is not None and width is not None:
         check_export_size(height, width)
     check_opset(opset)
@@ -135,9 +151,43 @@ def export_onnx(
     width = train_w if width is None else width
     check_export_size(height, width)
     info = export_info(state, height, width)
-    model = onnx_model(net, height, width, opset, dynamic_batch)
+    if quantize == "none":
+        write_onnx(onnx_model(net, height, width, opset, dynamic_batch), info, out_path)
+        return info
+
+    from fg_depth_core.deploy.quantize import quantize_int8
+
+    # The calibration source is opened first: a missing or unreadable one fails before the slow export.
+    with open_frames(checkpoint_path, state["config"], calibration_frames, calibration, log) as frames:
+        model = onnx_model(net, height, width, opset, dynamic_batch)
+        del net
+        if log is not None:
+            log(f"calibrating int8 quantisation on {frames.description}")
+        fit = _runtime_fit(state["config"])
+        model = quantize_int8(model, calibration_batches(frames.images(), info, fit), info)
+    info = dataclasses.replace(info, quantization="int8")
     write_onnx(model, info, out_path)
     return info
+
+
+def _runtime_fit(config: Mapping[str, Any]) -> str:
+    """The input fit the runtime applies by default for a checkpoint's configuration."""
+    section = config.get("inference") if isinstance(config, Mapping) else None
+    fit = section.get("input_fit") if isinstance(section, Mapping) else None
+    return fit if isinstance(fit, str) else InferenceConfig().input_fit
+
+
+def calibration_batches(
+    images: Iterable["np.ndarray"], info: ModelInfo, input_fit: str
+) -> Iterator["np.ndarray"]:
+    """Camera images (H,W,3) uint8 RGB -> network inputs (1,3,H,W) float32 in [0, 1] at the export size,
+    fitted by ``input_fit`` as DepthEstimator.predict fits them."""
+    from fg_depth_core.deploy.estimator import preprocess
+    from fg_depth_core.deploy.fit import plan_fit
+
+    for rgb in images:
+        fit = plan_fit(input_fit, rgb.shape[1], rgb.shape[0], info.width, info.height)
+        yield preprocess(rgb, info.width, info.height, fit)
 
 
 def onnx_model(

@@ -20,6 +20,9 @@ OUTPUT_NAME = "depth"
 #: The input convention: the ImageNet normalisation happens inside the model.
 NORMALIZATION = "rgb_float_0_1_nchw"
 METADATA_PREFIX = "fg_depth."
+#: How the weights and activations of an exported model are stored: "none" (float32) or "int8" (ONNX Runtime
+#: static QDQ quantisation: per-channel int8 weights, uint8 activations; deploy/quantize.py).
+QUANTIZATIONS = ("none", "int8")
 
 
 class ModelInfoError(FgDepthError):
@@ -32,6 +35,7 @@ class ModelInfo:
 
     train_focal: focal length in pixels at the network input size (width x height) of the training camera;
     train_baseline: its stereo baseline in metres. Depth on another camera scales by f' / train_focal.
+    quantization: one of :data:`QUANTIZATIONS`; "int8" marks a model quantised for the CPU.
     """
 
     width: int
@@ -42,6 +46,7 @@ class ModelInfo:
     train_baseline: float
     normalization: str = NORMALIZATION
     version: str = __version__
+    quantization: str = "none"
     config: Dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -55,6 +60,10 @@ class ModelInfo:
             raise ModelInfoError(
                 "training camera must have focal > 0 and baseline > 0, "
                 f"got {self.train_focal}, {self.train_baseline}"
+            )
+        if self.quantization not in QUANTIZATIONS:
+            raise ModelInfoError(
+                f"quantization must be one of {list(QUANTIZATIONS)}, got {self.quantization!r}"
             )
 
     @classmethod
@@ -100,7 +109,7 @@ class ModelInfo:
                     values[name] = json.loads(raw)
                 elif name in ("width", "height"):
                     values[name] = int(raw)
-                elif name in ("normalization", "version"):
+                elif name in ("normalization", "version", "quantization"):
                     values[name] = raw
                 else:
                     values[name] = float(raw)

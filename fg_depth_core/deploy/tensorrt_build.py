@@ -231,6 +231,12 @@ def build_engine(
     trt = import_tensorrt()  # first: a missing TensorRT is the error to see, whatever else is wrong
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     info = read_onnx_info(onnx_path)
+    if info.quantization != "none":
+        raise BackendError(
+            f"{onnx_path}: a {info.quantization} model is quantised for CPUs (uint8 activations, which "
+            "TensorRT does not take); build the engine from the float32 .onnx (fg-depth export without "
+            "--quantize)"
+        )
     data = onnx_path.read_bytes()
     digest = onnx_sha256(data)
     strongly_typed, flags = precision_plan(trt.__version__, precision)

@@ -94,7 +94,7 @@ def test_select_backend(requested, device, kind, available, expected):
         ("tensorrt", "auto", "torch", EVERYTHING, BackendError, "export it first with fg-depth export"),
         ("torch", "auto", "onnx", EVERYTHING, BackendError, "cannot run an ONNX model"),
         ("onnxruntime", "auto", "engine", EVERYTHING, BackendError, "engines run only with tensorrt"),
-        ("openvino", "auto", "onnx", EVERYTHING, BackendError, "backend: expected one of"),
+        ("tflite", "auto", "onnx", EVERYTHING, BackendError, "backend: expected one of"),
         ("auto", "gpu", "onnx", EVERYTHING, BackendError, "device: expected auto, cpu, cuda or cuda:N"),
     ],
 )

@@ -372,10 +372,11 @@ def test_cli_export_onnx_end_to_end(exported):
 
 def test_cli_export_summary_at_another_size(checkpoint, tmp_path, capsys, monkeypatch):
     # The exporter itself is covered above; here only what the command computes and prints around it.
-    calls = []
+    calls, quantized = [], []
 
-    def fake_export_onnx(ckpt, out, height, width, opset, dynamic_batch):
+    def fake_export_onnx(ckpt, out, height, width, opset, dynamic_batch, quantize, **calibration):
         calls.append((Path(ckpt), Path(out), height, width, opset, dynamic_batch))
+        quantized.append((quantize, calibration["calibration"]))
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_bytes(b"x" * 2_500_000)
         return expected_info(height, width)
@@ -385,8 +386,9 @@ def test_cli_export_summary_at_another_size(checkpoint, tmp_path, capsys, monkey
     argv = ["export", "--checkpoint", str(checkpoint), "--height", "96", "--width", "224", "--out", str(out)]
     assert main(argv + ["--opset", "19"]) == 0
     assert calls == [(checkpoint, out, 96, 224, 19, True)]
+    assert quantized == [("none", None)]  # float32 unless --quantize int8 is given
     printed = capsys.readouterr().out
-    assert f"wrote {out} (2.5 MB): ONNX opset 19" in printed
+    assert f"wrote {out} (2.5 MB): ONNX opset 19, float32" in printed
     assert (
         "training camera at 224x96: focal 129.85 px, baseline 0.540 m (trained at 128x64: focal 74.20 px)"
         in (printed)

@@ -4,7 +4,13 @@
 - .engine (TensorRT engine): tensorrt (needs TensorRT and CUDA);
 - .onnx: tensorrt (TensorRT and CUDA; builds and caches an engine on first use) > onnxruntime on the GPU
   (its TensorRT or CUDA execution provider, CUDA present) > onnxruntime on the CPU;
-- .pt (checkpoint or TorchScript): torch (CUDA when available).
+- .pt (checkpoint or TorchScript): torch (CUDA when available);
+- an int8 .onnx (``fg-depth export --quantize int8``): onnxruntime on the CPU; it is quantised for CPU
+  kernels (uint8 activations with zero points, which TensorRT does not take), and on a GPU the float32
+  .onnx is the model to run.
+The openvino backend (optional package; .onnx, float32 or int8, on the CPU) runs only when asked for: it
+measured faster than ONNX Runtime on an x86 CPU, but an installed package should not silently change which
+runtime serves a model (docs/RESULTS.md, "Inference on CPU: OpenVINO against ONNX Runtime").
 An explicitly requested backend that is missing, or that cannot run the file, is an error naming what to
 install or do; only ``auto`` ever falls back. Which runtimes are present is probed when a backend is created
 (:func:`probe_available`); the decision itself (:func:`select_backend`) is a pure function of that.
@@ -40,13 +46,13 @@ __all__ = [
 ]
 
 #: Capabilities :func:`probe_available` reports: the torch package, a usable CUDA device, the onnxruntime
-#: package and its GPU execution providers, the tensorrt package.
-TORCH, CUDA, ORT, ORT_CUDA, ORT_TENSORRT, TENSORRT = (
-    "torch", "cuda", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt"
+#: package and its GPU execution providers, the tensorrt package, the openvino package.
+TORCH, CUDA, ORT, ORT_CUDA, ORT_TENSORRT, TENSORRT, OPENVINO = (
+    "torch", "cuda", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "openvino"
 )  # fmt: skip
 
 #: Which backends run which model kinds, and what to tell someone who asks for another combination.
-RUNS = {"torch": ("torch",), "onnxruntime": ("onnx",), "tensorrt": ("onnx", "engine")}
+RUNS = {"torch": ("torch",), "onnxruntime": ("onnx",), "tensorrt": ("onnx", "engine"), "openvino": ("onnx",)}
 _KIND_NAMES = {
     "torch": "a PyTorch checkpoint/TorchScript",
     "onnx": "an ONNX model",
@@ -72,6 +78,8 @@ def probe_available(cuda: bool = True, torch_cuda: bool = False) -> FrozenSet[st
     found = set()
     if importlib.util.find_spec("torch") is not None:
         found.add(TORCH)
+    if importlib.util.find_spec("openvino") is not None:  # found, not imported: that costs a second
+        found.add(OPENVINO)
     try:
         import onnxruntime
 
@@ -120,10 +128,16 @@ def _cannot_run(backend: str, kind: str, path: str) -> str:
 
 
 def select_backend(
-    requested: str, device: str, kind: str, available: Iterable[str], path: str = "model"
+    requested: str,
+    device: str,
+    kind: str,
+    available: Iterable[str],
+    path: str = "model",
+    quantization: str = "none",
 ) -> Selection:
     """The backend and device for a model of ``kind`` ("torch", "onnx", "engine") given ``available``
-    capabilities; ``requested`` is a backend name or "auto", ``device`` "auto", "cpu", "cuda" or "cuda:N".
+    capabilities; ``requested`` is a backend name or "auto", ``device`` "auto", "cpu", "cuda" or "cuda:N";
+    ``quantization`` is the model's (ModelInfo.quantization): an int8 model runs on the CPU only.
 
     Raises BackendError for a combination that cannot work and BackendUnavailableError (naming what to
     install) for a missing runtime; never falls back unless ``requested == "auto"``.
@@ -133,6 +147,8 @@ def select_backend(
         raise BackendError(f"backend: expected one of {list(INFERENCE_BACKENDS)}, got {requested!r}")
     if device != "auto" and device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
         raise BackendError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+    if quantization == "int8":
+        return _select_int8(requested, device, kind, have, path)
     if device.startswith("cuda") and CUDA not in have:
         raise BackendUnavailableError(f"device {device}: {INSTALL_HINTS['cuda']}")
     gpu = device if device.startswith("cuda") else "cuda"
@@ -177,6 +193,8 @@ def select_backend(
                 f"provider; {INSTALL_HINTS['onnxruntime-gpu']}"
             )
         return Selection("onnxruntime", (gpu if ort_gpu else "cpu") if device == "auto" else device)
+    if requested == "openvino":
+        return _select_openvino(device, have)
     # tensorrt
     if TENSORRT not in have:
         raise BackendUnavailableError(f"backend tensorrt is not installed: {INSTALL_HINTS['tensorrt']}")
@@ -185,6 +203,52 @@ def select_backend(
     if CUDA not in have:
         raise BackendUnavailableError(f"backend tensorrt: {INSTALL_HINTS['cuda']}")
     return Selection("tensorrt", gpu)
+
+
+def _select_openvino(device: str, have: FrozenSet[str]) -> Selection:
+    if OPENVINO not in have:
+        raise BackendUnavailableError(f"backend openvino is not installed: {INSTALL_HINTS['openvino']}")
+    if device.startswith("cuda"):
+        raise BackendError(f"backend openvino runs on the CPU here, got device {device!r}")
+    return Selection("openvino", "cpu")
+
+
+def _select_int8(requested: str, device: str, kind: str, have: FrozenSet[str], path: str) -> Selection:
+    """An int8 .onnx: openvino or onnxruntime on the CPU, or an error saying what to run instead."""
+    if requested not in ("auto", "onnxruntime", "openvino"):
+        if kind not in RUNS[requested]:
+            raise BackendError(_cannot_run(requested, kind, path))
+        raise BackendError(
+            f"{path}: an int8 model is quantised for CPUs and runs with backend onnxruntime or openvino on "
+            f"device cpu; for {requested} on a GPU export the float32 model (fg-depth export without "
+            "--quantize)"
+        )
+    if device.startswith("cuda"):
+        raise BackendError(
+            f"{path}: an int8 model is quantised for CPUs (uint8 activations, which TensorRT does not take) "
+            f"and runs on device cpu, not {device}; on a GPU run the float32 model (fg-depth export without "
+            "--quantize), or a TensorRT engine in fp16"
+        )
+    if requested == "openvino":
+        return _select_openvino(device, have)
+    if ORT not in have:
+        raise BackendUnavailableError(
+            f"{path}: an int8 model runs with onnxruntime: {INSTALL_HINTS['onnxruntime']}"
+        )
+    return Selection("onnxruntime", "cpu")
+
+
+def model_quantization(path: Path) -> str:
+    """The quantization an .onnx file's metadata states; "none" also when the onnx package that reads it is
+    missing (a runtime with only onnxruntime then selects as for a float model) and for a file it cannot
+    read (the backend that loads it says what is wrong)."""
+    from fg_depth_core.deploy.model_info import ModelInfoError
+    from fg_depth_core.deploy.onnx_io import read_onnx_info
+
+    try:
+        return read_onnx_info(path).quantization
+    except (ImportError, ModelInfoError):
+        return "none"
 
 
 def create_backend(
@@ -203,14 +267,25 @@ def create_backend(
         raise BackendError(f"{path}: model file not found")
     kind = model_kind(path)
     have = probe_available(cuda=False)
-    if device != "cpu" and (kind == "torch" or {TENSORRT, ORT_CUDA, ORT_TENSORRT} & have):
+    quantization = "none"
+    gpu_runtimes = bool({TENSORRT, ORT_CUDA, ORT_TENSORRT} & have)
+    if device != "cpu" and (kind == "torch" or gpu_runtimes):
         have = probe_available(cuda=True, torch_cuda=kind == "torch")
-    choice = select_backend(backend, device, kind, have, str(path))
+    if kind == "onnx" and (
+        backend == "tensorrt" or (device != "cpu" and (gpu_runtimes or device.startswith("cuda")))
+    ):
+        # Only where a GPU path could be chosen: reading the file costs time and memory (the onnx package).
+        quantization = model_quantization(path)
+    choice = select_backend(backend, device, kind, have, str(path), quantization)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if choice.backend == "torch":
         from fg_depth_core.deploy.backends.torch_backend import TorchBackend
 
         return TorchBackend(path, choice.device, precision, threads)
+    if choice.backend == "openvino":
+        from fg_depth_core.deploy.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(path, choice.device, precision, threads)
     if choice.backend == "onnxruntime":
         from fg_depth_core.deploy.backends.onnxruntime_backend import OnnxRuntimeBackend
 

@@ -37,6 +37,8 @@ INSTALL_HINTS = {
     "uninstall the CPU-only onnxruntime first) and an NVIDIA driver",
     "tensorrt": "install TensorRT's Python bindings: pip install tensorrt (the wheel matching your CUDA "
     "version, e.g. tensorrt-cu12), or on Jetson JetPack's python3-libnvinfer (apt)",
+    "openvino": "install the OpenVINO runtime: pip install openvino (or the extra: pip install "
+    "'fg_depth_ros[openvino]')",
     "cuda": "it needs an NVIDIA GPU with a working driver, and for a PyTorch model a CUDA build of PyTorch "
     "(no usable CUDA device was found here)",
 }
@@ -137,7 +139,8 @@ class Backend(abc.ABC):
             )
 
     def __repr__(self) -> str:
+        quantized = f", quantization={self.info.quantization!r}" if self.info.quantization != "none" else ""
         return (
-            f"{type(self).__name__}(device={self.device!r}, precision={self.precision!r}, "
+            f"{type(self).__name__}(device={self.device!r}, precision={self.precision!r}{quantized}, "
             f"input={self.info.width}x{self.info.height})"
         )
