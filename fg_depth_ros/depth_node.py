@@ -110,6 +110,11 @@ class DepthNode(Node):
 
     def _on_frame(self, frame: Frame) -> None:
         self.stats.input_rate.tick()
+        if not self.outputs.wanted():
+            # Nobody listens: the frame is counted and let go, the model stays idle. Inputs stay subscribed,
+            # so the next frame after a subscriber appears is processed at once.
+            self.stats.count("unwanted")
+            return
         self._worker.submit(frame)
 
     def _process(self, frame: Frame, received_at: float) -> None:
@@ -187,6 +192,7 @@ class DepthNode(Node):
             values["input_rate_hz"],
             self.last_problem,
             ", ".join(self.input.topics.values()),
+            self.outputs.wanted(),
         )
         status = diagnostics.diagnostic_status(self.status_name, self.camera_id, level, message, values)
         self.outputs.diagnostics.publish(

@@ -43,6 +43,12 @@ class Outputs:
         self.scale = publisher("scale") if scale else None
         self.diagnostics = publisher(DIAGNOSTICS_TOPIC)
 
+    def wanted(self) -> bool:
+        """True when any output (not /diagnostics) has a subscriber: without one, a frame is not worth
+        inferring."""
+        outputs = (self.depth, self.info, self.points, self.color, self.color_info, self.disparity)
+        return any(p is not None and p.get_subscription_count() > 0 for p in (*outputs, self.scale))
+
     def publish_depth(self, result: DepthResult, header: Header) -> None:
         """The depth image and its camera_info."""
         self.depth.publish(depth_to_image(result.depth, header))

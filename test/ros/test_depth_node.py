@@ -27,9 +27,13 @@ from depth_node_helpers import (
     stamp_of,
     write_linear_model,
 )
+from diagnostic_msgs.msg import DiagnosticArray
 from encoding_helpers import rgb_to_yuv422, smooth_rgb
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
 
 from fg_depth_core.camera import Intrinsics
 from fg_depth_core.config import SynthConfig
@@ -37,7 +41,7 @@ from fg_depth_core.data.world import render_frame, resize_synth
 from fg_depth_core.deploy.estimator import postprocess
 from fg_depth_ros import play
 from fg_depth_ros.conversions import image_to_depth, pointcloud_to_rgb, pointcloud_to_xyz
-from fg_depth_ros.depth_node import main
+from fg_depth_ros.depth_node import DepthNode, main
 from fg_depth_ros.diagnostics import LatencyWindow, RateMeter, status_values
 from fg_depth_ros.node_params import (
     DYNAMIC,
@@ -461,7 +465,6 @@ def test_cheap_parameters_change_at_run_time_and_bad_values_are_refused_with_a_r
 
 
 def test_start_up_errors_raise_a_clear_error(context, linear_model, tmp_path):
-    from fg_depth_ros.depth_node import DepthNode
     from fg_depth_ros.pipeline import ModelLoadError
 
     corrupt = tmp_path / "corrupt.onnx"
@@ -510,6 +513,49 @@ def test_the_module_runs_as_a_program_and_exits_1_for_a_corrupt_model(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ ROS-free pieces
+
+
+def test_without_a_subscriber_frames_are_not_inferred_until_one_appears(context, linear_model):
+    node = DepthNode(parameters={"model": str(linear_model), "diagnostics.period": 0.1}, context=context)
+    camera = Node("camera", context=context)
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub_image = camera.create_publisher(Image, "image", qos)
+    pub_info = camera.create_publisher(CameraInfo, "camera_info", qos)
+    statuses = []
+    camera.create_subscription(DiagnosticArray, "/diagnostics", statuses.append, 10)
+    executor = SingleThreadedExecutor(context=context)
+    for n in (node, camera):
+        executor.add_node(n)
+
+    def spin_until(condition, what):
+        deadline = time.monotonic() + 15.0
+        while not condition():
+            assert time.monotonic() < deadline, what
+            executor.spin_once(timeout_sec=0.01)
+
+    intr = Intrinsics(50.0, 50.0, (NET_W - 1) / 2, (NET_H - 1) / 2, NET_W, NET_H)
+    try:
+        spin_until(lambda: pub_image.get_subscription_count() > 0, "matching")
+        for i in range(3):
+            image, info = camera_messages(random_rgb(NET_H, NET_W, i), intr, (i + 1) * 10**9)
+            pub_info.publish(info)
+            pub_image.publish(image)
+        spin_until(lambda: node.stats.unwanted == 3, "three unwanted frames")
+        assert node.received == 0 and node.published == 0  # the model never ran
+        spin_until(lambda: any("idle: no subscriber" in m.status[0].message for m in statuses), "idle status")
+        depths = []
+        camera.create_subscription(Image, "depth/image", depths.append, qos)
+        spin_until(lambda: node.outputs.depth.get_subscription_count() > 0, "output matching")
+        image, info = camera_messages(random_rgb(NET_H, NET_W, 7), intr, 9 * 10**9)
+        pub_info.publish(info)
+        pub_image.publish(image)
+        spin_until(lambda: len(depths) == 1, "the depth once someone listens")
+        assert node.received == 1 and stamp_of(depths[0]) == 9 * 10**9
+        assert node.diagnostic_values()["frames_without_subscribers"] == 3
+    finally:
+        executor.shutdown()
+        camera.destroy_node()
+        node.destroy_node()
 
 
 def camera_info_topic(image_topic: str) -> str:
