@@ -91,9 +91,9 @@ class DepthNode(Node):
         self._worker = NewestOnlyWorker("depth_inference", self._process, self._on_frame_error)
         camera = topic_qos(TOPIC["image"], s)
         if self.stereo:
-            self.input = StereoInput(self, camera, s.sync, self._on_frame)
+            self.input = StereoInput(self, camera, s.transport, s.sync, self._on_frame)
         else:
-            self.input = MonoInput(self, camera, self._on_frame, self._reject)
+            self.input = MonoInput(self, camera, s.transport, self._on_frame, self._reject)
         self.camera_id = next(iter(self.input.topics.values()))
         self.create_timer(s.diagnostics.period, self._on_diagnostics)
         # After declaring: rclpy runs on-set callbacks for declarations too.

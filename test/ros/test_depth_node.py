@@ -33,7 +33,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from fg_depth_core.camera import Intrinsics
 from fg_depth_core.config import SynthConfig
@@ -61,7 +61,7 @@ from fg_depth_ros.scale import (
     fit_num_disparities,
     scale_measurement,
 )
-from fg_depth_ros.topics import MONO_INPUTS, STEREO_INPUTS, TOPICS
+from fg_depth_ros.topics import MONO_INPUTS, STEREO_INPUTS, TOPIC, TOPICS, topic_qos
 from fg_depth_ros.worker import NewestOnlyWorker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -555,6 +555,59 @@ def test_without_a_subscriber_frames_are_not_inferred_until_one_appears(context,
     finally:
         executor.shutdown()
         camera.destroy_node()
+        node.destroy_node()
+
+
+def _png(rgb: np.ndarray, header) -> CompressedImage:
+    """image_transport's compressed plugin's message of ``rgb`` (PNG: lossless)."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return CompressedImage(header=header, format="rgb8; png compressed bgr8", data=data.tobytes())
+
+
+def test_compressed_transport_reads_image_transport_s_compressed_topic(context, linear_model):
+    params = {"model": str(linear_model), "transport": "compressed", "input_qos.reliability": "reliable"}
+    params["input_qos.depth"] = 3
+    harness = Harness(context, params, inputs=("image/compressed", "camera_info"))
+    try:
+        # The camera subscriptions carry the chosen QoS (history depth is local: not in discovery).
+        for topic in ("image/compressed", "camera_info"):
+            (endpoint,) = harness.tester.get_subscriptions_info_by_topic(topic)
+            assert endpoint.qos_profile.reliability == ReliabilityPolicy.RELIABLE, topic
+        assert topic_qos(TOPIC["image"], harness.node.settings).depth == 3
+        intr = Intrinsics(50.0, 50.0, (NET_W - 1) / 2, (NET_H - 1) / 2, NET_W, NET_H)
+        rgb = random_rgb(NET_H, NET_W, 11)
+        image, info = camera_messages(rgb, intr, 11 * 10**9)
+        harness.publish(camera_info=info)
+        harness.spin_for(0.1)
+        harness.publish(image__compressed=_png(rgb, image.header))
+        harness.wait_outputs("depth/image", 1)
+        assert stamp_of(harness.got["depth/image"][0]) == 11 * 10**9
+        np.testing.assert_array_equal(
+            _depth(harness), expected_network_depth(rgb, 50.0, train_focal=TRAIN_FOCAL)
+        )
+        # A broken JPEG is a bad frame like any other: dropped with a warning naming the topic.
+        harness.publish(image__compressed=CompressedImage(header=image.header, format="jpeg", data=b"junk"))
+        harness.spin_until(lambda: harness.node.rejected == 1, what="the rejection")
+        assert harness.node.last_problem.startswith("/image/compressed: CompressedImage data (4 bytes")
+    finally:
+        harness.close()
+
+
+def test_stereo_compressed_transport_subscribes_to_both_compressed_images(context, linear_model):
+    params = {"model": str(linear_model), "mode": "stereo", "transport": "compressed"}
+    node = DepthNode(parameters=params, namespace="rig", context=context)
+    try:
+        assert node.input.topics == {
+            "left/image_rect": "/rig/left/image_rect/compressed",
+            "right/image_rect": "/rig/right/image_rect/compressed",
+            "left/camera_info": "/rig/left/camera_info",
+            "right/camera_info": "/rig/right/camera_info",
+        }
+        subscribed = dict(node.get_subscriber_names_and_types_by_node("depth_node", "/rig"))
+        assert subscribed["/rig/left/image_rect/compressed"] == ["sensor_msgs/msg/CompressedImage"]
+        assert subscribed["/rig/right/camera_info"] == ["sensor_msgs/msg/CameraInfo"]
+    finally:
         node.destroy_node()
 
 
