@@ -103,7 +103,7 @@ class DepthNode(Node):
             f"network {info.width}x{info.height} (input_fit {s.input_fit}), depth "
             f"{self.limits[0]:g}..{self.limits[1]:g} m, output at {s.output_resolution} resolution"
             f"{', stereo scale correction' if self.scale else ''}); "
-            f"inputs {', '.join(self.input.topics.values())}"
+            f"{self.input.describe()}"
         )
 
     # ------------------------------------------------------------------------------------------ frames

@@ -109,6 +109,9 @@ class MonoInput:
         """A problem to report now, or None (mono inputs cannot fail to synchronise)."""
         return None
 
+    def describe(self) -> str:
+        return "inputs " + ", ".join(self.topics.values())
+
 
 class StereoInput:
     """Subscribes ``node`` to the four stereo topics (``sync`` settings) and calls ``on_frame(Frame)`` per
@@ -138,6 +141,10 @@ class StereoInput:
         self.watchdog.synchronised()
         self.stalled = None
         self._on_frame(Frame((left, right), (left_info, right_info)))
+
+    def describe(self) -> str:
+        inputs = ", ".join(self.topics.values())
+        return f"inputs {inputs}, synchronised by {self.synchronizer.backend}"
 
     def check(self) -> Optional[str]:
         """The warning text while the inputs arrive but do not synchronise, else None."""
