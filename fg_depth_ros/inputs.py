@@ -89,8 +89,17 @@ class MonoInput:
         self._on_frame, self._on_reject = on_frame, on_reject
         self._latest_info: Optional[CameraInfo] = None
         self.stalled: Optional[Tuple[float, List[int]]] = None
-        node.create_subscription(CameraInfo, TOPIC["camera_info"].name, self._on_camera_info, qos)
-        node.create_subscription(image_type, image_topic, self._on_image, qos)
+        self._node = node
+        self._subscriptions = [
+            node.create_subscription(CameraInfo, TOPIC["camera_info"].name, self._on_camera_info, qos),
+            node.create_subscription(image_type, image_topic, self._on_image, qos),
+        ]
+
+    def destroy(self) -> None:
+        """Unsubscribe."""
+        for subscription in self._subscriptions:
+            self._node.destroy_subscription(subscription)
+        self._subscriptions = []
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._latest_info = msg
@@ -141,6 +150,10 @@ class StereoInput:
         self.watchdog.synchronised()
         self.stalled = None
         self._on_frame(Frame((left, right), (left_info, right_info)))
+
+    def destroy(self) -> None:
+        """Unsubscribe."""
+        self.synchronizer.destroy()
 
     def describe(self) -> str:
         inputs = ", ".join(self.topics.values())

@@ -330,3 +330,45 @@ def test_a_recording_replayed_with_its_clock_and_use_sim_time(ros2, model, tmp_p
         listener.close()
         launch.stop()
     assert "Traceback" not in launch.output, launch.output
+
+
+def _lifecycle(verb: str, *args: str) -> List[str]:
+    return ["ros2", "lifecycle", verb, "--no-daemon", "--spin-time", "3", *args]
+
+
+def test_the_lifecycle_node_is_driven_by_ros2_lifecycle_set(ros2, model, tmp_path):
+    node = Process(
+        ["ros2", "run", "fg_depth_ros", "depth_lifecycle_node", "--ros-args", "-p", f"model:={model}"],
+        ros2, tmp_path,
+    )  # fmt: skip
+    camera = _camera(ros2, tmp_path, "mono")
+    listener = Listener(ros2, {"depth/image": Image})
+    try:
+        listener.wait(lambda: _run(_lifecycle("get", "/depth_node"), ros2, tmp_path).stdout.startswith(
+            "unconfigured"), "the node, unconfigured", node)  # fmt: skip
+        for transition, state in (("configure", "inactive"), ("activate", "active")):
+            done = _run(_lifecycle("set", "/depth_node", transition), ros2, tmp_path)
+            assert done.returncode == 0 and "Transitioning successful" in done.stdout, (
+                done.stdout + done.stderr
+            )
+            assert _run(_lifecycle("get", "/depth_node"), ros2, tmp_path).stdout.startswith(state)
+        listener.wait(lambda: len(listener.got["depth/image"]) >= 2, "depth once active", node)
+        done = _run(_lifecycle("set", "/depth_node", "deactivate"), ros2, tmp_path)
+        assert done.returncode == 0 and "Transitioning successful" in done.stdout, done.stdout + done.stderr
+        assert _run(_lifecycle("get", "/depth_node"), ros2, tmp_path).stdout.startswith("inactive")
+        # Take what was queued before the transition, then nothing more may come (play keeps sending at 5 Hz).
+        deactivated = time.time()
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            listener.executor.spin_once(timeout_sec=0.05)
+        late = [
+            m
+            for m in listener.got["depth/image"]
+            if m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 > deactivated
+        ]
+        assert late == [], f"{len(late)} depth images of frames sent after deactivate"
+    finally:
+        listener.close()
+        camera.stop()
+        status = node.stop()
+    assert status == 0 and "Traceback" not in node.output, node.output
