@@ -63,6 +63,7 @@ setup(
             "train = fg_depth_ros.train:main",
             "play = fg_depth_ros.entry:play",
             "depth_node = fg_depth_ros.entry:depth_node",
+            "depth_lifecycle_node = fg_depth_ros.entry:depth_lifecycle_node",
         ],
     },
 )

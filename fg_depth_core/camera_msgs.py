@@ -203,6 +203,14 @@ def compressed_to_rgb(msg: Any, what: str = "") -> np.ndarray:
     return cv2.cvtColor(image, code)
 
 
+def message_to_rgb(msg: Any, what: str = "") -> np.ndarray:
+    """(H,W,3) uint8 RGB of an Image (:func:`image_to_rgb`) or a CompressedImage (:func:`compressed_to_rgb`),
+    told apart by their fields (a CompressedImage has ``format`` and no ``encoding``)."""
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+        return compressed_to_rgb(msg, what)
+    return image_to_rgb(msg, what)
+
+
 def info_matrix(values, shape: Tuple[int, int], field: str, what: str) -> np.ndarray:
     m = np.asarray(values, dtype=np.float64)
     if m.size != shape[0] * shape[1]:

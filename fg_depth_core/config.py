@@ -14,9 +14,10 @@ import dataclasses
 import os
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import yaml
 
@@ -29,7 +30,12 @@ class ConfigError(FgDepthError, ValueError):
 
 
 ENCODERS = ("resnet18", "resnet34", "resnet50")
-TEACHER_METHODS = ("sgbm", "raft_small", "raft_large")
+TEACHER_METHODS = ("sgbm", "dis", "raft_small", "raft_large")
+#: Where the teacher runs: on the views at the network input size, or at the dataset's own (camera) size with
+#: its flow scaled to the network input afterwards.
+TEACHER_RESOLUTIONS = ("input", "raw")
+#: OpenCV DIS optical flow presets (speed against accuracy).
+DIS_PRESETS = ("ultrafast", "fast", "medium")
 #: OpenCV StereoSGBM modes: "sgbm" (5 paths), "hh" (8 paths), "sgbm_3way" or "hh4".
 SGBM_MODES = ("sgbm", "hh", "sgbm_3way", "hh4")
 #: RAFT's encoders work at 1/8 resolution, so its inputs must be multiples of this (an architecture fact).
@@ -39,6 +45,17 @@ PHOTOMETRIC_MASKS = ("none", "auto", "flow_prior", "flow_prior_auto")
 FLOW_PRIOR_MASKS = ("flow_prior", "flow_prior_auto")
 AUTO_MASKS = ("auto", "flow_prior_auto")
 DR_PENALTIES = ("log_l1", "l1", "inv_l1", "berhu")
+#: What L_dr's residual x is measured in: depth in metres, depth in Monodepth2's units (metres / 5.4, as Depth
+#: Hints and EPCDepth regress it), inverse depth (1/m) or depth relative to the teacher's ((D - D̂) / D̂).
+DR_UNITS = ("metres", "monodepth2", "inverse", "relative")
+#: Monodepth2 trains stereo with a nominal baseline of 0.1 for KITTI's 0.54 m, so its depth unit is 5.4 m
+#: (it multiplies by 5.4 at evaluation); Depth Hints and EPCDepth apply their hint loss in that unit.
+MONODEPTH2_DEPTH_UNIT = 5.4
+#: The reading of M_fp's delta: a bound on the teacher's pseudo depth (metres), or on its disparity (pixels).
+DELTA_READINGS = ("depth", "disparity")
+#: Over which pixels L_ph is averaged when the auto-mask M_p is part of M: only those of M, or every pixel the
+#: auto-mask decides (a rejected pixel adding its constant identity error, as Monodepth2 does).
+AUTO_MASK_AVERAGES = ("mask", "all")
 DATASETS = ("synth", "kitti", "folder", "bag")
 #: KITTI depth ground truth: the raw velodyne scan projected into the image (the Eigen split's ground truth),
 #: or the KITTI depth benchmark's improved maps (proj_depth/groundtruth).
@@ -144,8 +161,9 @@ class SgbmConfig(Section):
 
     num_disparities: int = setting(
         96,
-        "Disparity search range; SGBM cannot match the leftmost num_disparities columns. 96 covers depths "
-        "from 2.1 m at 640 px KITTI-like width (f*B = 200 px*m); raise it for wider images or closer scenes.",
+        "Disparity search range (pixels at the resolution the teacher runs at; the views are padded on the "
+        "left so that every column can be matched). 96 covers depths from 2.1 m at 640 px KITTI-like width "
+        "(f*B = 200 px*m); raise it for wider images or closer scenes.",
         minimum=0,
         min_exclusive=True,
         multiple_of=16,
@@ -215,14 +233,41 @@ class RaftConfig(Section):
 
 
 @dataclass
+class DisConfig(Section):
+    """OpenCV DIS optical flow teacher (dense: a flow at every pixel, kept where it is consistent)."""
+
+    preset: str = setting(
+        "medium", "OpenCV's DIS preset: \"ultrafast\", \"fast\" or \"medium\" (slowest, most accurate).",
+        choices=DIS_PRESETS,
+    )
+    fb_threshold: float = setting(
+        1.0,
+        "Forward-backward consistency threshold in pixels: a flow whose round trip misses by more is "
+        "invalid. <= 0 disables the check.",
+    )
+    max_vertical_flow: float = setting(
+        1.0, "Flow |v| (pixels) allowed for a rectified pair: larger vertical flow marks the pixel invalid.",
+        minimum=0,
+    )
+
+
+@dataclass
 class TeacherConfig(Section):
     """The pretrained correspondence teacher that guides training."""
 
     method: str = setting(
         "sgbm",
         '"sgbm" (OpenCV semi-global matching on the CPU, no weights: the offline default), "raft_small" or '
-        '"raft_large" (torchvision RAFT optical flow, see weights).',
+        '"raft_large" (torchvision RAFT optical flow, see weights), "dis" (OpenCV\'s dense inverse search '
+        "optical flow on the CPU, no weights, with a forward-backward check).",
         choices=TEACHER_METHODS,
+    )
+    resolution: str = setting(
+        "input",
+        '"input": the teacher matches the views at the network input size (data.width x data.height); '
+        '"raw": at the dataset\'s own size (the camera\'s, before resizing), its flow then scaled to the '
+        "network input (pixel settings such as sgbm.num_disparities are at the resolution it runs at).",
+        choices=TEACHER_RESOLUTIONS,
     )
     weights: str = setting(
         "cache",
@@ -232,6 +277,7 @@ class TeacherConfig(Section):
     cache_dir: str = setting("", 'Directory of the on-disk teacher cache; "" disables caching.')
     sgbm: SgbmConfig = field(default_factory=SgbmConfig)
     raft: RaftConfig = field(default_factory=RaftConfig)
+    dis: DisConfig = field(default_factory=DisConfig)
 
 
 #: The paper's ablation table: photometric mask, L_dr on/off, L_fp on/off.
@@ -254,15 +300,17 @@ LOSS_PRESET_NAMES = (*LOSS_PRESETS, "custom")
 class LossConfig(Section):
     """Loss terms and weights (docs/METHOD.md, "Losses and masks").
 
-    ``preset`` names a row of the ablation table; in YAML it is expanded first and explicit keys then
-    override it, so ``{preset: fgdepth, lambda_fp: 0.5}`` works as expected.
+    ``preset`` names a row of the ablation table and stands for its photometric_mask, use_dr and use_fp: in
+    YAML it is expanded first, keys it does not set (``lambda_fp: 0.5``) then apply, and a key that
+    contradicts it is refused (``preset: custom`` takes the keys as written).
     """
 
     preset: str = setting(
         "fgdepth",
-        "Row of the ablation table that sets photometric_mask, use_dr and use_fp (explicit keys override "
-        'it); "custom" expands nothing.',
+        "Row of the ablation table that sets photometric_mask, use_dr and use_fp; a section that also sets "
+        'one of them to another value is refused. "custom" expands nothing (the three keys as written).',
         choices=LOSS_PRESET_NAMES,
+        rule="photometric_mask, use_dr and use_fp as the preset sets them, unless custom",
     )
     ssim_alpha: float = setting(
         0.85, "Weight of SSIM in pe = alpha * (1 - SSIM) / 2 + (1 - alpha) * L1.", minimum=0, maximum=1
@@ -274,9 +322,37 @@ class LossConfig(Section):
         "(every pixel the depth warp keeps in view).",
         choices=PHOTOMETRIC_MASKS,
     )
+    auto_mask_average: str = setting(
+        "mask",
+        'Where M includes the auto-mask M_p ("auto", "flow_prior_auto"): "mask" averages L_ph over the '
+        'pixels of M; "all" over every pixel the auto-mask decides, a rejected pixel adding its identity '
+        "error pe(I_t, I_s) (a constant), as Monodepth2 does (it weighs L_ph by the share of pixels kept).",
+        choices=AUTO_MASK_AVERAGES,
+    )
+    lambda_ph: float = setting(
+        1.0,
+        "Weight of L_ph; 0 replaces the photometric loss by the flow distillation (the smoothness stays).",
+        minimum=0,
+    )
+    delta_reading: str = setting(
+        "depth",
+        'What delta of M_fp bounds: "depth", the teacher\'s pseudo depth f*B/(d+doffs) < '
+        'prior_mask_max_depth metres (drops the sky and far buildings); "disparity", its disparity '
+        "f*B/D < prior_mask_max_disparity pixels at the network input (drops implausibly large matches, "
+        "keeps the far).",
+        choices=DELTA_READINGS,
+    )
     prior_mask_max_depth: float = setting(
         80.0,
-        "delta of M_fp: teacher pseudo depth (metres) at or above which a pixel is dropped.",
+        'delta of M_fp with delta_reading "depth": teacher pseudo depth (metres) at or above which a pixel '
+        "is dropped.",
+        minimum=0,
+        min_exclusive=True,
+    )
+    prior_mask_max_disparity: float = setting(
+        80.0,
+        'delta of M_fp with delta_reading "disparity": teacher disparity (pixels at the network input) at '
+        "or above which a pixel is dropped.",
         minimum=0,
         min_exclusive=True,
     )
@@ -296,8 +372,17 @@ class LossConfig(Section):
     lambda_fp: float = setting(1.0, "Weight of L_fp in L_fd.", minimum=0)
     dr_penalty: str = setting(
         "log_l1",
-        "rho of L_dr: log(1+|x|) on depth, L1 on depth, L1 on inverse depth, or berHu on depth.",
+        "rho of L_dr on the residual x (in dr_units): log(1+|x|), |x|, berHu(x); inv_l1 is |1/D - 1/D̂| "
+        "(the same as l1 with dr_units inverse).",
         choices=DR_PENALTIES,
+    )
+    dr_units: str = setting(
+        "metres",
+        "What L_dr's residual x is measured in: \"metres\" (D - D̂), \"monodepth2\" ((D - D̂) / "
+        f"{MONODEPTH2_DEPTH_UNIT:g}, Monodepth2's stereo units, in which Depth Hints and EPCDepth apply "
+        'log(1 + |x|)), "inverse" (1/D - 1/D̂, per metre) or "relative" ((D - D̂) / D̂).',
+        choices=DR_UNITS,
+        rule='"metres" when dr_penalty is inv_l1 (it fixes its own units)',
     )
     berhu_fraction: float = setting(
         0.2,
@@ -306,16 +391,46 @@ class LossConfig(Section):
         min_exclusive=True,
         maximum=1,
     )
+    fp_horizontal_only: bool = setting(
+        True,
+        "L_fp compares the depth warp with the teacher's flow warp along x only (the vertical flow set to "
+        "0), as the depth warp is horizontal; false warps with both components (a RAFT or DIS teacher's "
+        "vertical flow then keeps L_fp from reaching 0). No effect with SGBM, whose flow is horizontal.",
+    )
     smoothness_weight: float = setting(
         1e-3, "Edge-aware smoothness weight at scale 0; scale s uses smoothness_weight / 2^s.", minimum=0
     )
 
+    def check_rules(self, where: str) -> None:
+        conflicts = preset_conflicts(self.preset, vars(self))
+        if conflicts:
+            raise ConfigError(f"{where}.preset: {conflicts}")
+        if self.dr_penalty == "inv_l1" and self.dr_units != "metres":
+            raise self.rule_error(where, "dr_units", dr_penalty=self.dr_penalty)
+
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "LossConfig":
-        """The loss config of ablation preset ``name`` with optional field overrides."""
+        """The loss config of ablation preset ``name`` with optional field overrides (of keys the preset
+        does not set; name "custom" to set those too)."""
         if name not in LOSS_PRESETS:
             raise ConfigError(f"loss.preset: expected one of {sorted(LOSS_PRESETS)}, got {name!r}")
         return cls(preset=name, **{**LOSS_PRESETS[name], **overrides})
+
+
+def preset_conflicts(preset: Any, loss: Dict[str, Any]) -> str:
+    """"" when the keys of ``loss`` (a loss section as a dict) agree with what ``preset`` sets, else a
+    sentence naming each contradicting key, its value and the preset's, and the two ways out."""
+    if not isinstance(preset, str) or preset not in LOSS_PRESETS:
+        return ""
+    wanted = LOSS_PRESETS[preset]
+    bad = [key for key in wanted if key in loss and loss[key] != wanted[key]]
+    if not bad:
+        return ""
+    shown = ", ".join(f"{key}: {loss[key]!r} (the preset's: {wanted[key]!r})" for key in bad)
+    return (
+        f"preset {preset!r} sets {', '.join(bad)} otherwise: {shown}; drop those keys to train the preset, "
+        "or set loss.preset to custom to train them as written"
+    )
 
 
 @dataclass
@@ -722,18 +837,37 @@ class Config(Section):
 # ----------------------------------------------------------------------------------------------- loading
 
 
-def config_from_dict(data: Optional[Dict[str, Any]], source: str = "config") -> Config:
+#: What config_from_dict does with a loss section whose explicit keys contradict its preset.
+PRESET_CONFLICT_MODES = ("error", "custom")
+
+
+def config_from_dict(
+    data: Optional[Dict[str, Any]], source: str = "config", preset_conflict: str = "error"
+) -> Config:
     """Build and validate a :class:`Config` from nested dicts (as read from YAML).
 
     Args:
         data: nested mapping; missing keys take their defaults, unknown keys are an error.
         source: what to call the input in error messages (a file name, say).
+        preset_conflict: a loss section that names a preset and also sets one of the preset's keys to
+            another value is refused ("error", naming the keys) or kept as written and relabelled
+            ``preset: custom`` with a warning ("custom": for configs stored by older versions, which let
+            explicit keys win silently).
     """
+    if preset_conflict not in PRESET_CONFLICT_MODES:
+        raise ValueError(f"preset_conflict: expected one of {PRESET_CONFLICT_MODES}, got {preset_conflict!r}")
     data = dict(data or {})
     loss = data.get("loss")
     preset = loss.get("preset") if isinstance(loss, dict) else None
     if isinstance(preset, str) and preset in LOSS_PRESETS:  # any other value is refused by validation
-        data["loss"] = {**LOSS_PRESETS[preset], **loss}
+        conflicts = preset_conflicts(preset, loss)
+        if conflicts and preset_conflict == "custom":
+            warnings.warn(f"{source}: loss.{conflicts}; read as preset custom", stacklevel=2)
+            data["loss"] = {**loss, "preset": "custom"}
+        elif conflicts:
+            raise ConfigError(f"{source}: loss.{conflicts}")
+        else:
+            data["loss"] = {**LOSS_PRESETS[preset], **loss}
     try:
         cfg = _build(Config, data, "")
         cfg.validate("")
@@ -743,7 +877,11 @@ def config_from_dict(data: Optional[Dict[str, Any]], source: str = "config") -> 
 
 
 def load_config(path: Union[str, os.PathLike, None] = None, overrides: Optional[List[str]] = None) -> Config:
-    """Load a YAML config (the defaults when ``path`` is None), then apply ``key.sub=value`` overrides."""
+    """Load a YAML config (the defaults when ``path`` is None), then apply ``key.sub=value`` overrides.
+
+    A preset given as an override (``loss.preset=baseline``) expands over the file's loss keys: the file's
+    photometric_mask, use_dr and use_fp give way to the preset's, unless an override sets them too.
+    """
     source = str(path) if path is not None else "defaults"
     data: Dict[str, Any] = {}
     if path is not None:
@@ -756,13 +894,27 @@ def load_config(path: Union[str, os.PathLike, None] = None, overrides: Optional[
             raise ConfigError(f"{p}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
-    for item in overrides or []:
-        apply_override(data, item)
+    apply_overrides(data, overrides or [])
     return config_from_dict(data, source)
 
 
-def apply_override(data: Dict[str, Any], item: str) -> None:
-    """Apply one ``a.b.c=value`` override (value parsed as YAML) to nested dict ``data`` in place."""
+def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> None:
+    """Apply ``key.sub=value`` overrides to nested dict ``data`` in place; an overriding ``loss.preset``
+    removes the loss keys it sets from ``data`` (unless an override sets them too), so the preset expands
+    over them instead of contradicting them."""
+    set_keys = [apply_override(data, item) for item in overrides]
+    if "loss.preset" not in set_keys:
+        return
+    loss = data["loss"]
+    preset = loss["preset"]
+    for key in LOSS_PRESETS.get(preset, ()) if isinstance(preset, str) else ():
+        if f"loss.{key}" not in set_keys:
+            loss.pop(key, None)
+
+
+def apply_override(data: Dict[str, Any], item: str) -> str:
+    """Apply one ``a.b.c=value`` override (value parsed as YAML) to nested dict ``data`` in place; returns
+    the key ("a.b.c")."""
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected key.path=value")
     key, raw = item.split("=", 1)
@@ -776,6 +928,7 @@ def apply_override(data: Dict[str, Any], item: str) -> None:
             raise ConfigError(f"--set {item!r}: {part} is not a section")
         node = nxt
     node[parts[-1]] = yaml.safe_load(raw)
+    return ".".join(parts)
 
 
 def dump_config(cfg: Config, path: Union[str, os.PathLike]) -> None:

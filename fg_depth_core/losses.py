@@ -14,7 +14,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from fg_depth_core.config import AUTO_MASKS, FLOW_PRIOR_MASKS, LossConfig
+from fg_depth_core.config import AUTO_MASKS, FLOW_PRIOR_MASKS, MONODEPTH2_DEPTH_UNIT, LossConfig
 from fg_depth_core.errors import FgDepthError
 from fg_depth_core.geometry import (
     Scalar,
@@ -97,17 +97,55 @@ def prior_flow_mask(
     baseline: Scalar,
     max_depth: float,
     doffs: Scalar = 0.0,
+    max_disparity: Optional[float] = None,
 ) -> torch.Tensor:
-    """M_fp (B,1,H,W): the teacher is valid, d̂ + doffs > 0 (d̂ = -F_x), D̂ = f * B / (d̂ + doffs) <
-    ``max_depth`` (metres) and p + F(p) falls inside the source image (same size as the flow)."""
+    """M_fp (B,1,H,W): the teacher is valid, d̂ + doffs > 0 (d̂ = -F_x), p + F(p) falls inside the source
+    image (same size as the flow), and delta holds: D̂ = f * B / (d̂ + doffs) < ``max_depth`` (metres), or,
+    when ``max_disparity`` is given, d̂ + doffs = f * B / D̂ < ``max_disparity`` (pixels) instead."""
     depth, ok = pseudo_depth(teacher_flow, focal, baseline, doffs)
     _, _, h, w = teacher_flow.shape
     inside = in_view(pixel_grid(h, w, teacher_flow) + teacher_flow, h, w)
     finite = torch.isfinite(teacher_flow).all(dim=1, keepdim=True)
-    return teacher_valid.bool() & ok & (depth < max_depth) & inside & finite
+    if max_disparity is None:
+        delta = depth < max_depth
+    else:
+        # f * B / D̂ = d̂ + doffs, the teacher's disparity as a rig without offset would see it.
+        safe = torch.where(ok, depth, torch.ones_like(depth))
+        delta = disparity_from_depth(safe, focal, baseline) < max_disparity
+    return teacher_valid.bool() & ok & delta & inside & finite
+
+
+def cfg_prior_flow_mask(
+    teacher_flow: torch.Tensor,
+    teacher_valid: torch.Tensor,
+    focal: Scalar,
+    baseline: Scalar,
+    cfg: LossConfig,
+    doffs: Scalar = 0.0,
+) -> torch.Tensor:
+    """:func:`prior_flow_mask` with delta read as ``cfg.delta_reading`` says."""
+    max_disparity = cfg.prior_mask_max_disparity if cfg.delta_reading == "disparity" else None
+    return prior_flow_mask(
+        teacher_flow, teacher_valid, focal, baseline, cfg.prior_mask_max_depth, doffs, max_disparity
+    )
 
 
 # ----------------------------------------------------------------------------------------------- terms
+
+
+def dr_residual(pred: torch.Tensor, target: torch.Tensor, units: str) -> torch.Tensor:
+    """L_dr's residual x (B,1,H,W) of depth ``pred`` against pseudo depth ``target`` (metres, > 0):
+    "metres" D - D̂; "monodepth2" (D - D̂) / 5.4 (Monodepth2's stereo depth unit); "inverse" 1/D - 1/D̂
+    (1/m); "relative" (D - D̂) / D̂ (no unit)."""
+    if units == "metres":
+        return pred - target
+    if units == "monodepth2":
+        return (pred - target) / MONODEPTH2_DEPTH_UNIT
+    if units == "inverse":
+        return 1.0 / pred - 1.0 / target
+    if units == "relative":
+        return (pred - target) / target
+    raise LossError(f"dr_units: expected metres, monodepth2, inverse or relative, got {units!r}")
 
 
 def dr_penalty(
@@ -116,24 +154,30 @@ def dr_penalty(
     kind: str,
     berhu_fraction: float,
     mask: Optional[torch.Tensor] = None,
+    units: str = "metres",
 ) -> torch.Tensor:
-    """Per-pixel depth-regression penalty rho(D - D̂) (B,1,H,W) of predicted depth ``pred`` against the
-    teacher's pseudo depth ``target`` (metres).
+    """Per-pixel depth-regression penalty rho(x) (B,1,H,W) of predicted depth ``pred`` against the
+    teacher's pseudo depth ``target`` (metres), x the residual in ``units`` (:func:`dr_residual`).
 
-    kind: "log_l1" log(1 + |D - D̂|); "l1" |D - D̂|; "inv_l1" |1/D - 1/D̂|; "berhu" |x| for |x| <= c else
-    (x^2 + c^2) / (2c) with x = D - D̂ and c = berhu_fraction * max|x| over ``mask`` (detached).
+    kind: "log_l1" log(1 + |x|); "l1" |x|; "inv_l1" |1/D - 1/D̂| (``units`` must be metres); "berhu" |x| for
+    |x| <= c else (x^2 + c^2) / (2c) with c = berhu_fraction * max|x| over ``mask`` (detached).
     Pixels outside ``mask`` (default: all pixels count) get penalty 0, so invalid targets never leak in.
     """
     if mask is not None:
         target = torch.where(mask, target, pred.detach())
-    if kind == "log_l1":
-        return torch.log1p((pred - target).abs())
-    if kind == "l1":
-        return (pred - target).abs()
     if kind == "inv_l1":
+        if units != "metres":
+            raise LossError(
+                f"dr_penalty 'inv_l1' fixes its own units; expected dr_units metres, got {units!r}"
+            )
         return (1.0 / pred - 1.0 / target).abs()
+    x = dr_residual(pred, target, units)
+    if kind == "log_l1":
+        return torch.log1p(x.abs())
+    if kind == "l1":
+        return x.abs()
     if kind == "berhu":
-        x = (pred - target).abs()
+        x = x.abs()
         # The threshold is a statistic of the batch, not something to optimise; the clamp keeps the unused
         # quadratic branch finite when every residual is 0.
         c = (berhu_fraction * x.detach().max()).clamp(min=torch.finfo(x.dtype).eps)
@@ -186,6 +230,42 @@ def photometric_mask(
     raise LossError(f"photometric_mask: expected auto, flow_prior, flow_prior_auto or none, got {kind!r}")
 
 
+def loss_terms(cfg: LossConfig) -> Dict[str, str]:
+    """The loss terms ``cfg`` puts into the total, as {term: its settings}; a term that is off is absent.
+    Training logs it and stores it in every checkpoint ("loss_terms"), so a run says what it optimised."""
+    terms: Dict[str, str] = {}
+    if cfg.lambda_ph > 0:
+        mask = {"auto": "M_p", "flow_prior": "M_fp", "flow_prior_auto": "M_fp + M_p in the teacher's holes",
+                "none": "all in view"}[cfg.photometric_mask]
+        average = (
+            ", averaged over all pixels (Monodepth2)"
+            if cfg.photometric_mask in AUTO_MASKS and cfg.auto_mask_average == "all"
+            else ""
+        )
+        terms["L_ph"] = f"{cfg.lambda_ph:g} x pe over {mask}{average}"
+    delta = (
+        f"D̂ < {cfg.prior_mask_max_depth:g} m"
+        if cfg.delta_reading == "depth"
+        else f"f*B/D̂ < {cfg.prior_mask_max_disparity:g} px"
+    )
+    if cfg.use_dr and cfg.lambda_dr > 0:
+        units = "" if cfg.dr_penalty == "inv_l1" else f", residual in {cfg.dr_units}"
+        terms["L_dr"] = f"{cfg.lambda_dr:g} x {cfg.dr_penalty}{units}, over M_fp ({delta})"
+    if cfg.use_fp and cfg.lambda_fp > 0:
+        flow = "horizontal flow" if cfg.fp_horizontal_only else "full flow"
+        terms["L_fp"] = f"{cfg.lambda_fp:g} x pe(depth warp, {flow} warp), over M_fp ({delta})"
+    if cfg.smoothness_weight > 0:
+        terms["L_s"] = f"{cfg.smoothness_weight:g} / 2^s x edge-aware smoothness"
+    return terms
+
+
+def describe_loss(cfg: LossConfig) -> str:
+    """One line: the preset and the terms in effect (:func:`loss_terms`)."""
+    terms = loss_terms(cfg)
+    body = "; ".join(f"{k} = {v}" for k, v in terms.items()) or "no term"
+    return f"loss (preset {cfg.preset}): {body}"
+
+
 def needs_teacher(cfg: LossConfig) -> bool:
     """True when the loss config uses the teacher (M_fp, L_dr or L_fp)."""
     return cfg.photometric_mask in FLOW_PRIOR_MASKS or cfg.use_dr or cfg.use_fp
@@ -202,7 +282,8 @@ def total_loss(
     cfg: LossConfig,
     doffs: Scalar = 0.0,
 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-    """L = mean over scales of L_ph(M) + lambda_dr L_dr + lambda_fp L_fp + smoothness_weight / 2^s L_s.
+    """L = mean over scales of lambda_ph L_ph(M) + lambda_dr L_dr + lambda_fp L_fp + smoothness_weight / 2^s
+    L_s (docs/METHOD.md; :func:`loss_terms` says in words which terms a config switches on).
 
     Args:
         depths: DepthNet depths (metres), scale s is (B,1,H/2^s,W/2^s); each is upsampled (bilinear) to
@@ -233,13 +314,21 @@ def total_loss(
     prior = target_depth = flow_recon = None
     with torch.no_grad():
         if teacher_flow is not None and teacher_valid is not None:
-            prior = prior_flow_mask(
-                teacher_flow, teacher_valid, focal, baseline, cfg.prior_mask_max_depth, doffs
-            )
+            prior = cfg_prior_flow_mask(teacher_flow, teacher_valid, focal, baseline, cfg, doffs)
             target_depth, _ = pseudo_depth(teacher_flow, focal, baseline, doffs)
             if cfg.use_fp:
-                flow_recon, _ = flow_warp(source, teacher_flow)
+                fp_flow = teacher_flow
+                if cfg.fp_horizontal_only:
+                    fp_flow = torch.cat((teacher_flow[:, :1], torch.zeros_like(teacher_flow[:, 1:])), dim=1)
+                flow_recon, _ = flow_warp(source, fp_flow)
         pe_identity = pe(target, source, alpha) if cfg.photometric_mask in AUTO_MASKS else None
+        # Monodepth2's averaging: every pixel the auto-mask decides counts, a rejected one with its identity
+        # error (a constant); M_fp pixels of flow_prior_auto always count with their warped error.
+        ph_region = None
+        if cfg.auto_mask_average == "all" and cfg.photometric_mask in AUTO_MASKS:
+            ph_region = torch.ones_like(target[:, :1], dtype=torch.bool)
+            if cfg.photometric_mask == "flow_prior_auto":
+                ph_region = prior | ~teacher_valid.bool()
 
     sums: Dict[str, torch.Tensor] = {}
     masks: Dict[str, torch.Tensor] = {}
@@ -251,10 +340,13 @@ def total_loss(
         mask = photometric_mask(
             cfg.photometric_mask, pe_warped.detach(), pe_identity, inside, prior, teacher_valid
         )
-        terms = {"photometric": masked_mean(pe_warped, mask)}
+        if ph_region is None:
+            terms = {"photometric": masked_mean(pe_warped, mask)}
+        else:
+            terms = {"photometric": masked_mean(torch.where(mask, pe_warped, pe_identity), ph_region)}
         distill = []
         if cfg.use_dr:
-            rho = dr_penalty(depth, target_depth, cfg.dr_penalty, cfg.berhu_fraction, prior)
+            rho = dr_penalty(depth, target_depth, cfg.dr_penalty, cfg.berhu_fraction, prior, cfg.dr_units)
             terms["dr"] = masked_mean(rho, prior)
             distill.append(cfg.lambda_dr * terms["dr"])
         if cfg.use_fp:
@@ -265,7 +357,12 @@ def total_loss(
         image_s = resize_to(target, depth_s.shape[-2], depth_s.shape[-1], mode="area")
         terms["smoothness"] = smoothness(disparity_from_depth(depth_s, focal, baseline), image_s)
         smooth_weight = cfg.smoothness_weight / 2**scale
-        total = total + terms["photometric"] + terms.get("fd", 0.0) + smooth_weight * terms["smoothness"]
+        total = (
+            total
+            + cfg.lambda_ph * terms["photometric"]
+            + terms.get("fd", 0.0)
+            + smooth_weight * terms["smoothness"]
+        )
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value.detach()
         if scale == 0:

@@ -62,11 +62,24 @@ def create_matcher(cfg: SgbmConfig, min_disparity: int = 0) -> "cv2.StereoSGBM":
     )
 
 
+def left_padding(matcher: "cv2.StereoSGBM") -> int:
+    """Columns to add on the left of both views so that SGBM can match the first column: the largest
+    disparity it searches, min_disparity + num_disparities (at least num_disparities)."""
+    return int(matcher.getNumDisparities() + max(matcher.getMinDisparity(), 0))
+
+
+def _pad_left(image: np.ndarray, pad: int) -> np.ndarray:
+    """``image`` (H,W) with ``pad`` columns repeating its first column added on the left."""
+    return cv2.copyMakeBorder(image, 0, 0, pad, 0, cv2.BORDER_REPLICATE)
+
+
 def sgbm_disparity(
     matcher: "cv2.StereoSGBM", left: np.ndarray, right: np.ndarray, doffs: float = 0.0
 ) -> np.ndarray:
     """Left-view image disparity (H,W) float32 pixels from uint8 grayscale images; NaN where SGBM found no
-    match.
+    match. The views are padded on the left (:func:`left_padding`) and the result cropped back, so the
+    leftmost columns are matched too; a match closer than block_size pixels to the right image's left edge
+    (x - d < block_size) is invalid.
 
     OpenCV marks failures with a value below the matcher's minDisparity; a disparity with d + doffs <= 0 (a
     point at or beyond infinity) is also invalid since it has no finite depth. Search from
@@ -79,8 +92,15 @@ def sgbm_disparity(
             f"teacher.sgbm.num_disparities: expected fewer than the image width ({width} px), got "
             f"{matcher.getNumDisparities()}; lower it (a multiple of 16) for images this small"
         )
-    raw = matcher.compute(left, right)
+    # OpenCV leaves the leftmost columns unmatched, where some searched disparity would read left of the
+    # right image; padding both views on the left by the search's reach lets every column be matched.
+    pad = left_padding(matcher)
+    raw = matcher.compute(_pad_left(left, pad), _pad_left(right, pad))[:, pad:]
     disparity = raw.astype(np.float32) / np.float32(_DISP_SCALE)
     matched = raw >= matcher.getMinDisparity() * _DISP_SCALE
     finite_depth = disparity + np.float32(doffs) > 0
-    return np.where(matched & finite_depth, disparity, np.float32(np.nan)).astype(np.float32)
+    # A match must lie in the right image with a block's margin: nearer its edge the block compares
+    # repeated padding columns, and a pixel whose true match is outside the view gets a wrong one there.
+    columns = np.arange(width, dtype=np.float32)[None, :]
+    inside = columns - disparity >= matcher.getBlockSize()
+    return np.where(matched & finite_depth & inside, disparity, np.float32(np.nan)).astype(np.float32)

@@ -87,6 +87,8 @@ class FrameStats:
         self.published = 0
         self.rejected = 0
         self.errors = 0
+        #: Frames that arrived while no output had a subscriber (not inferred).
+        self.unwanted = 0
         self.latency = LatencyWindow()
         self.node_latency = LatencyWindow()
         self.processing = LatencyWindow()
@@ -98,7 +100,7 @@ class FrameStats:
         self._reported = (0, 0)
 
     def count(self, counter: str) -> None:
-        """Add one to ``counter`` ("published", "rejected" or "errors")."""
+        """Add one to ``counter`` ("published", "rejected", "errors" or "unwanted")."""
         with self._lock:  # += is not atomic across threads
             setattr(self, counter, getattr(self, counter) + 1)
 
@@ -128,16 +130,26 @@ class FrameStats:
             window = getattr(self, name)
             for q in PERCENTILES:
                 values[f"{name}_p{q}_ms"] = window.percentile_ms(q)
-        counts = (received, self.published, dropped, self.rejected, self.errors)
-        names = ("frames_received", "frames_published", "frames_dropped", "frames_rejected", "errors")
+        counts = (received, self.published, dropped, self.rejected, self.errors, self.unwanted)
+        names = (
+            "frames_received", "frames_published", "frames_dropped", "frames_rejected", "errors",
+            "frames_without_subscribers",
+        )  # fmt: skip
         return {**values, **dict(zip(names, counts))}
 
 
 def health(
-    new_rejected: int, new_errors: int, sync_stalled: bool, input_rate: float, last_problem: str, inputs: str
+    new_rejected: int,
+    new_errors: int,
+    sync_stalled: bool,
+    input_rate: float,
+    last_problem: str,
+    inputs: str,
+    wanted: bool = True,
 ) -> Tuple[int, str]:
     """The level and message of one report period: errors first, then stereo that does not synchronise,
-    bad input, and no input at all (on ``inputs``, the topics)."""
+    bad input, no input at all (on ``inputs``, the topics), and input that nobody wants (no subscriber to any
+    output: fine, but worth saying)."""
     if new_errors:
         return ERROR, f"{new_errors} frame(s) failed: {last_problem}"
     if sync_stalled:
@@ -146,6 +158,8 @@ def health(
         return WARN, f"{new_rejected} bad frame(s): {last_problem}"
     if input_rate == 0.0:
         return WARN, f"no input on {inputs}"
+    if not wanted:
+        return OK, "idle: no subscriber to any output, frames are not inferred"
     return OK, "ok"
 
 

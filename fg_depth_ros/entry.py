@@ -1,4 +1,5 @@
-"""Console entry points of the node executables (``ros2 run fg_depth_ros depth_node`` / ``play``).
+"""Console entry points of the node executables (``ros2 run fg_depth_ros depth_node``,
+``depth_lifecycle_node``, ``play``).
 
 Ctrl-C or SIGTERM (``ros2 launch`` stopping, ``kill``, systemd) may come at any moment, also while the node's
 libraries (rclpy, numpy, OpenCV, ONNX Runtime) are still being imported, before any node code could catch
@@ -39,6 +40,11 @@ def _entry(module: str) -> int:
 def depth_node() -> int:
     """``ros2 run fg_depth_ros depth_node``."""
     return _entry("fg_depth_ros.depth_node")
+
+
+def depth_lifecycle_node() -> int:
+    """``ros2 run fg_depth_ros depth_lifecycle_node``."""
+    return _entry("fg_depth_ros.depth_lifecycle_node")
 
 
 def play() -> int:

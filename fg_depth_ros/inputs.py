@@ -17,14 +17,15 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from fg_depth_ros.node_params import SyncParams
 from fg_depth_ros.sync import make_synchronizer
-from fg_depth_ros.topics import MONO_INPUTS, STEREO_INPUTS, TOPIC
+from fg_depth_ros.topics import MONO_INPUTS, STEREO_INPUTS, TOPIC, image_subscription
 
 
 @dataclass
 class Frame:
-    """One input: the image(s) (mono: one; stereo: left, right) and their camera_info(s)."""
+    """One input: the image(s) (mono: one; stereo: left, right; Image or CompressedImage) and their
+    camera_info(s)."""
 
-    images: Tuple[Image, ...]
+    images: Tuple[Any, ...]
     infos: Tuple[CameraInfo, ...]
 
 
@@ -75,14 +76,30 @@ class MonoInput:
     ``on_reject(text)`` for an image that has no camera_info yet."""
 
     def __init__(
-        self, node: Any, qos: Any, on_frame: Callable[[Frame], None], on_reject: Callable[[str], None]
+        self,
+        node: Any,
+        qos: Any,
+        transport: str,
+        on_frame: Callable[[Frame], None],
+        on_reject: Callable[[str], None],
     ) -> None:
+        image_type, image_topic = image_subscription("image", transport)
         self.topics: Dict[str, str] = {t: node.resolve_topic_name(t) for t in MONO_INPUTS}
+        self.topics["image"] = node.resolve_topic_name(image_topic)
         self._on_frame, self._on_reject = on_frame, on_reject
         self._latest_info: Optional[CameraInfo] = None
         self.stalled: Optional[Tuple[float, List[int]]] = None
-        node.create_subscription(CameraInfo, TOPIC["camera_info"].name, self._on_camera_info, qos)
-        node.create_subscription(Image, TOPIC["image"].name, self._on_image, qos)
+        self._node = node
+        self._subscriptions = [
+            node.create_subscription(CameraInfo, TOPIC["camera_info"].name, self._on_camera_info, qos),
+            node.create_subscription(image_type, image_topic, self._on_image, qos),
+        ]
+
+    def destroy(self) -> None:
+        """Unsubscribe."""
+        for subscription in self._subscriptions:
+            self._node.destroy_subscription(subscription)
+        self._subscriptions = []
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._latest_info = msg
@@ -101,26 +118,46 @@ class MonoInput:
         """A problem to report now, or None (mono inputs cannot fail to synchronise)."""
         return None
 
+    def describe(self) -> str:
+        return "inputs " + ", ".join(self.topics.values())
+
 
 class StereoInput:
     """Subscribes ``node`` to the four stereo topics (``sync`` settings) and calls ``on_frame(Frame)`` per
     synchronised set; :meth:`check` reports a stalled synchronisation."""
 
-    def __init__(self, node: Any, qos: Any, sync: SyncParams, on_frame: Callable[[Frame], None]) -> None:
-        self.topics: Dict[str, str] = {t: node.resolve_topic_name(t) for t in STEREO_INPUTS}
+    def __init__(
+        self, node: Any, qos: Any, transport: str, sync: SyncParams, on_frame: Callable[[Frame], None]
+    ) -> None:
+        inputs = [
+            image_subscription(name, transport)
+            if TOPIC[name].msg_type is Image
+            else (TOPIC[name].msg_type, name)
+            for name in STEREO_INPUTS
+        ]
+        self.topics: Dict[str, str] = {
+            t: node.resolve_topic_name(n) for t, (_, n) in zip(STEREO_INPUTS, inputs)
+        }
         self._on_frame = on_frame
         self.slop = sync.slop
         self.watchdog = SyncWatchdog(len(STEREO_INPUTS), sync.warn_after)
         self.stalled: Optional[Tuple[float, List[int]]] = None
-        inputs = [(TOPIC[name].msg_type, name) for name in STEREO_INPUTS]
         self.synchronizer = make_synchronizer(
             node, inputs, sync.queue_size, sync.slop, self._on_set, qos, on_arrival=self.watchdog.arrived
         )
 
-    def _on_set(self, left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo) -> None:
+    def _on_set(self, left: Any, right: Any, left_info: CameraInfo, right_info: CameraInfo) -> None:
         self.watchdog.synchronised()
         self.stalled = None
         self._on_frame(Frame((left, right), (left_info, right_info)))
+
+    def destroy(self) -> None:
+        """Unsubscribe."""
+        self.synchronizer.destroy()
+
+    def describe(self) -> str:
+        inputs = ", ".join(self.topics.values())
+        return f"inputs {inputs}, synchronised by {self.synchronizer.backend}"
 
     def check(self) -> Optional[str]:
         """The warning text while the inputs arrive but do not synchronise, else None."""

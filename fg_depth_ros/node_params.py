@@ -30,6 +30,8 @@ from fg_depth_ros.params import check_value as _check_value
 MODES = ("mono", "stereo")
 SCALE_SOURCES = ("none", "stereo")
 RELIABILITIES = ("reliable", "best_effort")
+#: How camera images arrive: sensor_msgs/Image, or image_transport's compressed CompressedImage (JPEG/PNG).
+TRANSPORTS = ("raw", "compressed")
 #: What happens to depths outside [min_depth, max_depth] (fg_depth_ros.pipeline.limit_depth).
 OUT_OF_RANGE = ("inf", "clamp", "nan")
 #: The node's name in messages about unknown parameters.
@@ -70,6 +72,17 @@ class ColorImageParams:
 class QosParams:
     reliability: str = param("reliable", "reliability of the published topics", choices=RELIABILITIES)
     depth: int = param(5, "history depth (keep last) of the published topics", minimum=1, maximum=1000)
+
+
+@dataclass(frozen=True)
+class InputQosParams:
+    reliability: str = param(
+        "best_effort",
+        "reliability of the camera subscriptions: best_effort (SensorDataQoS; hears reliable and best-effort "
+        "cameras) or reliable (hears reliable cameras only, never drops a delivered frame)",
+        choices=RELIABILITIES,
+    )
+    depth: int = param(5, "history depth (keep last) of the camera subscriptions", minimum=1, maximum=1000)
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,12 @@ class NodeParams:
         "mono: image + camera_info; stereo: left/right image_rect + camera_info, synchronised",
         choices=MODES,
     )
+    transport: str = param(
+        "raw",
+        "camera images as sensor_msgs/Image (raw) or as image_transport's compressed CompressedImage (JPEG "
+        "or PNG) on <image topic>/compressed",
+        choices=TRANSPORTS,
+    )
     rectified: bool = param(
         True,
         "the images are rectified (image_rect): intrinsics from camera_info P; false: raw images, "
@@ -176,6 +195,7 @@ class NodeParams:
     points: PointsParams = group(PointsParams)
     color_image: ColorImageParams = group(ColorImageParams)
     qos: QosParams = group(QosParams)
+    input_qos: InputQosParams = group(InputQosParams)
     sync: SyncParams = group(SyncParams)
     scale_source: str = param(
         "none",

@@ -30,6 +30,8 @@ class Outputs:
     ``scale`` the ``scale`` topic."""
 
     def __init__(self, node: Any, settings: NodeParams, stereo: bool, scale: bool) -> None:
+        self._node = node
+
         def publisher(name: str) -> Any:
             topic = TOPIC[name]
             return node.create_publisher(topic.msg_type, topic.name, topic_qos(topic, settings))
@@ -42,6 +44,19 @@ class Outputs:
         self.disparity = publisher("disparity") if stereo else None
         self.scale = publisher("scale") if scale else None
         self.diagnostics = publisher(DIAGNOSTICS_TOPIC)
+
+    def destroy(self) -> None:
+        """Remove every publisher from the node."""
+        for publisher in (self.depth, self.info, self.points, self.color, self.color_info, self.disparity,
+                          self.scale, self.diagnostics):  # fmt: skip
+            if publisher is not None:
+                self._node.destroy_publisher(publisher)
+
+    def wanted(self) -> bool:
+        """True when any output (not /diagnostics) has a subscriber: without one, a frame is not worth
+        inferring."""
+        outputs = (self.depth, self.info, self.points, self.color, self.color_info, self.disparity)
+        return any(p is not None and p.get_subscription_count() > 0 for p in (*outputs, self.scale))
 
     def publish_depth(self, result: DepthResult, header: Header) -> None:
         """The depth image and its camera_info."""

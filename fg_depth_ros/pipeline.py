@@ -16,10 +16,11 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
 from fg_depth_core.camera import Intrinsics, StereoRig
+from fg_depth_core.camera_msgs import message_to_rgb
 from fg_depth_core.deploy.estimator import DepthEstimator, postprocess
 from fg_depth_core.errors import FgDepthError
 from fg_depth_core.rectify import RectifierCache
-from fg_depth_ros.conversions import camera_info_to_intrinsics, image_to_rgb, stereo_rig_from_infos
+from fg_depth_ros.conversions import camera_info_to_intrinsics, stereo_rig_from_infos
 from fg_depth_ros.node_params import OUT_OF_RANGE, NodeParamError, NodeParams
 
 
@@ -124,7 +125,7 @@ def decode_mono(
     """The camera frame of a mono image and its camera_info (``topics``: input name -> resolved topic).
     ``rectified`` False: a raw image, undistorted from camera_info into the image P describes (maps from
     ``rectifiers``, computed once per calibration)."""
-    rgb = image_to_rgb(image, topics["image"])
+    rgb = message_to_rgb(image, topics["image"])
     if rectified:
         intr = camera_info_to_intrinsics(info, True, topics["camera_info"])
         check_size(intr, rgb, topics["camera_info"], topics["image"])
@@ -146,8 +147,8 @@ def decode_stereo(
     infos (any disparity offset cx_r - cx_l; residuals within bounds go into ``rig.notes``, for the node to
     log once per calibration). ``rectified`` False: raw images, rectified with both camera infos' D, K, R and
     P (maps cached in ``rectifiers``)."""
-    left_rgb = image_to_rgb(left, topics["left/image_rect"])
-    right_rgb = image_to_rgb(right, topics["right/image_rect"])
+    left_rgb = message_to_rgb(left, topics["left/image_rect"])
+    right_rgb = message_to_rgb(right, topics["right/image_rect"])
     if left_rgb.shape != right_rgb.shape:
         raise BadInput(
             f"{topics['left/image_rect']}, {topics['right/image_rect']}: the views differ in size "

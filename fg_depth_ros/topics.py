@@ -16,7 +16,7 @@ from typing import Dict, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float32
 from stereo_msgs.msg import DisparityImage
 
@@ -50,7 +50,8 @@ TOPICS: Tuple[Topic, ...] = (
     Topic(
         "image", Image, "in", ("mono",), "camera",
         f"camera image: {', '.join(READ_ENCODINGS)} (16-bit: top byte; 4:2:2 YUV: BT.601 limited range), "
-        "any row step; each pairs with the newest camera_info",
+        "any row step, or with transport: compressed a JPEG/PNG CompressedImage on image/compressed; each "
+        "pairs with the newest camera_info",
     ),
     Topic(
         "camera_info", CameraInfo, "in", ("mono",), "camera",
@@ -113,10 +114,19 @@ OUTPUTS = tuple(t.name for t in TOPICS if t.direction == "out" and t.qos == "out
 DIAGNOSTICS_TOPIC = next(t.name for t in TOPICS if t.qos == "diagnostics")
 
 
+def image_subscription(name: str, transport: str) -> Tuple[type, str]:
+    """(message type, topic) of input image ``name`` under image_transport ``transport``: raw images on the
+    name itself, compressed ones on ``<name>/compressed``."""
+    if transport == "compressed":
+        return CompressedImage, f"{name}/compressed"
+    return Image, name
+
+
 def topic_qos(topic: Topic, settings: NodeParams) -> QoSProfile:
     """The QoS profile of ``topic`` for the node's ``settings``."""
     if topic.qos == "camera":
-        return camera_qos()
+        p = settings.input_qos
+        return camera_qos("sensor_data" if p.reliability == "best_effort" else "reliable", p.depth)
     if topic.qos == "output":
         return output_qos(settings.qos.reliability, settings.qos.depth)
     if topic.qos == "diagnostics":

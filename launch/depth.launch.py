@@ -8,25 +8,34 @@
 
 The parameter file (``params_file``, default: the installed config/depth.yaml) sets every parameter; the
 arguments in PARAMETER_ARGUMENTS override one parameter each when given and leave the file's value alone
-when empty. The node's outputs (depth, depth/camera_info, points, depth/color, disparity, scale) live in
-``namespace``; rviz2 starts in the same namespace, so its relative topics find them.
-test/ros/test_launch_params.py reads this file with ``ast`` (launch and launch_ros are not installable outside
-a ROS installation) and checks it against the node's parameter table and config/depth.yaml.
+when empty. The node's outputs (depth/image, depth/camera_info, points, depth/color/image, disparity, scale)
+live in ``namespace``; rviz2 starts in the same namespace, so its relative topics find them, and only when
+it is installed (else the launch stops before starting anything). use_sim_time:=true makes the node follow
+/clock. test/ros/test_launch_params.py reads this file with ``ast`` and checks it against the node's
+parameter table and config/depth.yaml; test/ros/test_ros2_cli.py launches it with the real ``ros2 launch``.
 """
 
 # ruff's import sorter takes `launch` for this repository's launch/ folder (first party) but not
 # `launch.actions`; this is the standard import block of a ROS 2 launch file.
-from launch import LaunchDescription  # noqa: I001
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix  # noqa: I001
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = "fg_depth_ros"
 NODE_NAME = "depth_node"
+#: The installed share folder of this package (config/, rviz/).
+SHARE = FindPackageShare(PACKAGE)
 #: Launch argument -> node parameter it overrides when not empty.
-PARAMETER_ARGUMENTS = {"model": "model", "mode": "mode", "backend": "backend", "device": "device"}
+PARAMETER_ARGUMENTS = {
+    "model": "model",
+    "mode": "mode",
+    "backend": "backend",
+    "device": "device",
+    "transport": "transport",
+}
 #: Launch argument -> the node input it remaps (the argument's default is the input's own relative name).
 REMAP_ARGUMENTS = {
     "image": "image",
@@ -38,30 +47,49 @@ REMAP_ARGUMENTS = {
 }
 
 
-def _depth_node(context):
-    """The node, with only the overriding arguments that were given (an empty one must not blank the
-    parameter file's value)."""
+def _nodes(context):
+    """depth_node, with only the overriding arguments that were given (an empty one must not blank the
+    parameter file's value), and rviz2 when asked for. A missing rviz2 stops the launch before anything
+    starts, rather than leaving depth_node running without its window."""
     overrides = {}
     for argument, parameter in PARAMETER_ARGUMENTS.items():
         value = LaunchConfiguration(argument).perform(context)
         if value:
             overrides[parameter] = value
+    overrides["use_sim_time"] = LaunchConfiguration("use_sim_time").perform(context) == "true"
     remappings = [(topic, LaunchConfiguration(argument)) for argument, topic in REMAP_ARGUMENTS.items()]
-    return [
-        Node(
-            package=PACKAGE,
-            executable="depth_node",
-            name=NODE_NAME,
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[LaunchConfiguration("params_file"), overrides],
-            remappings=remappings,
-            output="screen",
+    actions = []
+    if LaunchConfiguration("rviz").perform(context) == "true":
+        try:
+            get_package_prefix("rviz2")
+        except PackageNotFoundError:
+            raise RuntimeError(
+                "rviz:=true needs rviz2, which is not installed here: sudo apt install "
+                "ros-$ROS_DISTRO-rviz2, or launch without rviz:=true and view the topics from another machine"
+            ) from None
+        actions.append(
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                namespace=LaunchConfiguration("namespace"),
+                arguments=["-d", PathJoinSubstitution([SHARE, "rviz", "depth.rviz"])],
+                output="screen",
+            )
         )
-    ]
+    depth = Node(
+        package=PACKAGE,
+        executable="depth_node",
+        name=NODE_NAME,
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[LaunchConfiguration("params_file"), overrides],
+        remappings=remappings,
+        output="screen",
+    )
+    return [depth, *actions]
 
 
 def generate_launch_description():
-    share = FindPackageShare(PACKAGE)
     arguments = [
         DeclareLaunchArgument(
             "model",
@@ -86,11 +114,25 @@ def generate_launch_description():
             description="auto, cpu, cuda or cuda:N; empty = the params file's",
         ),
         DeclareLaunchArgument(
+            "transport",
+            default_value="",
+            choices=["", "raw", "compressed"],
+            description="camera images as Image (raw) or CompressedImage on <image>/compressed; empty = the "
+            "params file's",
+        ),
+        DeclareLaunchArgument(
+            "use_sim_time",
+            default_value="false",
+            choices=["true", "false"],
+            description="follow /clock (a recording replayed with ros2 bag play --clock) instead of the "
+            "system clock",
+        ),
+        DeclareLaunchArgument(
             "namespace", default_value="", description="namespace of the node, its topics and rviz2"
         ),
         DeclareLaunchArgument(
             "params_file",
-            default_value=PathJoinSubstitution([share, "config", "depth.yaml"]),
+            default_value=PathJoinSubstitution([SHARE, "config", "depth.yaml"]),
             description="parameter file of depth_node",
         ),
         DeclareLaunchArgument(
@@ -118,13 +160,4 @@ def generate_launch_description():
             description="stereo: right camera_info topic",
         ),
     ]
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="rviz2",
-        namespace=LaunchConfiguration("namespace"),
-        arguments=["-d", PathJoinSubstitution([share, "rviz", "depth.rviz"])],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-        output="screen",
-    )
-    return LaunchDescription([*arguments, OpaqueFunction(function=_depth_node), rviz])
+    return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

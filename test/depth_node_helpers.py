@@ -20,7 +20,7 @@ from linear_model_helpers import (  # noqa: F401 (shared here)
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float32, Header
 from stereo_msgs.msg import DisparityImage
 
@@ -40,6 +40,12 @@ OUTPUT_TYPES = {
     "scale": Float32,
     "/diagnostics": DiagnosticArray,
 }
+
+
+def _input_type(topic: str) -> type:
+    if topic.endswith("camera_info"):
+        return CameraInfo
+    return CompressedImage if topic.endswith("/compressed") else Image
 
 
 def camera_messages(
@@ -71,12 +77,7 @@ class Harness:
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         for topic, msg_type in OUTPUT_TYPES.items():
             self.tester.create_subscription(msg_type, topic, lambda m, t=topic: self._store(t, m), qos)
-        self.pubs = {
-            topic: self.tester.create_publisher(
-                CameraInfo if topic.endswith("camera_info") else Image, topic, qos
-            )
-            for topic in inputs
-        }
+        self.pubs = {topic: self.tester.create_publisher(_input_type(topic), topic, qos) for topic in inputs}
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.tester)

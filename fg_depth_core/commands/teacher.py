@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "teacher",
-        help="run a teacher (SGBM or RAFT) on a rectified stereo pair and save its disparity",
+        help="run a teacher (SGBM, DIS or RAFT) on a rectified stereo pair and save its disparity",
         description="Compute the teacher's left-view disparity (pixels, float32 .npy, NaN where invalid) "
-        "at the input resolution, as the training losses see it: the image disparity x_left - x_right.",
+        "at the input resolution, as the training losses see it: the image disparity x_left - x_right. "
+        "Prints the share of valid pixels, over the image and per vertical band.",
     )
     p.add_argument("--method", choices=TEACHER_METHODS, default=None, help="teacher (default: the config's)")
     p.add_argument("--weights", default=None,
@@ -33,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="YAML config (teacher section)")
     p.add_argument("--cache-dir", default=None, help="teacher cache directory (overrides teacher.cache_dir)")
     p.add_argument("--device", default="cpu", help="torch device for RAFT, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--bands", type=int, default=8,
+                   help="vertical bands of the printed coverage, left to right (default 8)")
     p.set_defaults(func=run)
 
 
@@ -59,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
 
     from fg_depth_core.image_io import read_stereo_pair, to_tensor
     from fg_depth_core.teachers import build_teacher, teacher_disparity
+    from fg_depth_core.teachers.base import band_coverage
 
+    if args.bands < 1:
+        raise FgDepthError(f"--bands: expected at least 1, got {args.bands}")
     cfg = load_teacher_config(args.config, args.method, args.weights, args.cache_dir)
     left, right = read_stereo_pair(args.left, args.right)
 
@@ -77,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
         np.save(f, disparity)
     finite = np.isfinite(disparity)
     median = f"{float(np.median(disparity[finite])):.2f} px" if finite.any() else "n/a"
+    bands = ", ".join(f"{share:.0%}" for share in band_coverage(finite, args.bands))
     print(
         f"{cfg.teacher.method}: {disparity.shape[1]}x{disparity.shape[0]} disparity -> {out} "
-        f"(valid {finite.mean():.1%}, median {median})"
+        f"(valid {finite.mean():.1%}, median {median}); valid per band, left to right: {bands}"
     )
     return 0

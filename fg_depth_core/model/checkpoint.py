@@ -6,7 +6,8 @@ A checkpoint is a dict saved with torch.save (written by fg_depth_core.train.che
 - "input_size": [width, height] of the network input; "version": fg_depth_core.__version__;
 - optional "optimizer", "scheduler", "scaler", "rng", "best": training state for --resume; the trainer
   (train/trainer.py) also stores "focal_counts"/"baseline_counts" ([[value, pairs seen], ...], whose medians
-  are train_focal/train_baseline) and "world_size" (processes it trained with).
+  are train_focal/train_baseline), "world_size" (processes it trained with) and "loss_terms" (the loss terms
+  in effect, {term: settings}, fg_depth_core.losses.loss_terms).
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") ->
 
 
 def checkpoint_config(state: Dict[str, Any], path: Union[str, os.PathLike] = "checkpoint") -> Config:
-    """The validated Config stored in a checkpoint."""
+    """The validated Config stored in a checkpoint. A stored loss section whose keys contradict its preset
+    (written before such sections were refused) is read as preset custom, with a warning: the keys are what
+    it trained with."""
     try:
-        return config_from_dict(state["config"], f"{path} (stored config)")
+        return config_from_dict(state["config"], f"{path} (stored config)", preset_conflict="custom")
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
 

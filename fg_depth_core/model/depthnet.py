@@ -11,6 +11,7 @@ Encoder weights (``ModelConfig.encoder_weights``) never come from the network: "
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence, Tuple
@@ -186,6 +187,28 @@ def check_input(image: torch.Tensor) -> None:
         )
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    """True inside a torch.autocast region for ``device_type`` ("cpu", "cuda", ...)."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4 takes no device type
+        if device_type == "cpu":
+            return bool(torch.is_autocast_cpu_enabled())
+        return bool(torch.is_autocast_enabled())
+
+
+def full_precision(like: torch.Tensor) -> "contextlib.AbstractContextManager[None]":
+    """A context in which ops on ``like``'s device run in float32 even inside autocast (nothing otherwise).
+
+    The heads, sigmoid and depth mapping run in it: in bfloat16 (8 mantissa bits) the sigmoid's output
+    would step by 2^-9 around its 0.009 start and the depth, an inverse of it, by 2-3 %: a handful of
+    distinct depths per image, which would erase the sub-pixel detail the distillation teaches.
+    """
+    if _autocast_enabled(like.device.type):
+        return torch.autocast(device_type=like.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def _is_tracing() -> bool:
     """True while torch.jit / torch.export / torch.compile trace the model (shapes may be symbolic)."""
     compiler = getattr(torch, "compiler", None)
@@ -197,7 +220,8 @@ class DepthDecoder(nn.Module):
     """Monodepth2-style decoder: per level, conv, 2x upsample, concat the encoder skip, conv; sigmoid heads.
 
     ``forward(features, num_outputs)`` takes the encoder's five maps and returns the sigmoid disparities
-    [(B,1,H/2^s,W/2^s) for s in range(num_outputs)], num_outputs <= num_scales.
+    [(B,1,H/2^s,W/2^s) for s in range(num_outputs)], num_outputs <= num_scales, always float32: under
+    autocast the heads and the sigmoid run in full precision (:func:`full_precision`).
     """
 
     def __init__(
@@ -227,7 +251,9 @@ class DepthDecoder(nn.Module):
                 x = torch.cat([x, features[level - 1]], dim=1)
             x = conv1(x)
             if level < num_outputs:
-                outputs[level] = torch.sigmoid(self.heads[level](x))
+                # The convolutions before may run in reduced precision; the heads never do.
+                with full_precision(x):
+                    outputs[level] = torch.sigmoid(self.heads[level](x.float()))
         return [outputs[s] for s in range(num_outputs)]
 
 
@@ -268,11 +294,14 @@ class DepthNet(nn.Module):
     def forward(self, image: torch.Tensor) -> List[torch.Tensor]:
         """Depth (m) [(B,1,H/2^s,W/2^s) for s in range(num_scales)] from an image (B,3,H,W) in [0, 1]."""
         sigmoids = self._sigmoids(image, self.num_scales)
-        return [sigmoid_to_depth(s, self.min_depth, self.max_depth) for s in sigmoids]
+        with full_precision(image):
+            return [sigmoid_to_depth(s.float(), self.min_depth, self.max_depth) for s in sigmoids]
 
     def predict(self, image: torch.Tensor) -> torch.Tensor:
         """Full-resolution depth (m) (B,1,H,W) only; skips the coarser heads."""
-        return sigmoid_to_depth(self._sigmoids(image, 1)[0], self.min_depth, self.max_depth)
+        sigmoid = self._sigmoids(image, 1)[0]
+        with full_precision(image):
+            return sigmoid_to_depth(sigmoid.float(), self.min_depth, self.max_depth)
 
 
 class DepthNetExport(nn.Module):

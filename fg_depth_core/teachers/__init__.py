@@ -32,7 +32,7 @@ __all__ = [
 
 
 def build_teacher(cfg: TeacherConfig, device: Any = "cpu", use_cache: bool = True) -> Teacher:
-    """The teacher named by ``cfg.method`` ("sgbm", "raft_small", "raft_large") on ``device``.
+    """The teacher named by ``cfg.method`` ("sgbm", "dis", "raft_small", "raft_large") on ``device``.
 
     With ``use_cache`` and a non-empty ``cfg.cache_dir`` it is wrapped in a :class:`CachedTeacher`.
     Raises TeacherError for unusable weights (never downloads).
@@ -41,13 +41,17 @@ def build_teacher(cfg: TeacherConfig, device: Any = "cpu", use_cache: bool = Tru
         from fg_depth_core.teachers.sgm import SgbmTeacher
 
         teacher: Teacher = SgbmTeacher(cfg.sgbm)
+    elif cfg.method == "dis":
+        from fg_depth_core.teachers.dis import DisTeacher
+
+        teacher = DisTeacher(cfg.dis)
     elif cfg.method in ("raft_small", "raft_large"):
         from fg_depth_core.teachers.raft import RaftTeacher
 
         teacher = RaftTeacher(cfg.method, cfg.weights, cfg.raft, device)
     else:
         raise TeacherError(
-            f"teacher.method: expected 'sgbm', 'raft_small' or 'raft_large', got {cfg.method!r}"
+            f"teacher.method: expected 'sgbm', 'dis', 'raft_small' or 'raft_large', got {cfg.method!r}"
         )
     if use_cache and cfg.cache_dir:
         teacher = CachedTeacher(teacher, cfg.cache_dir)

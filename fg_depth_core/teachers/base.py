@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Dict, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from fg_depth_core.errors import FgDepthError
+from fg_depth_core.geometry import flow_warp
 
 
 class TeacherError(FgDepthError, RuntimeError):
@@ -133,3 +134,45 @@ def disparity_output(disparity: torch.Tensor, valid: torch.Tensor, target_is_lef
     flow_x = -disparity if target_is_left else disparity
     flow = torch.cat((flow_x, torch.zeros_like(flow_x)), dim=1)
     return TeacherOutput(flow.float(), valid.bool(), target_is_left)
+
+
+def consistency_valid(forward: torch.Tensor, backward: Optional[torch.Tensor], cfg: Any) -> torch.Tensor:
+    """Validity (B,1,H,W) of an optical-flow teacher's forward flow (B,2,H,W) given the backward flow of the
+    same pair (pixels); ``cfg`` has ``fb_threshold`` and ``max_vertical_flow`` (RaftConfig, DisConfig).
+
+    Valid where p + F(p) lies inside the source view, |F_y| <= cfg.max_vertical_flow and, when
+    cfg.fb_threshold > 0, |F_fw(p) + F_bw(p + F_fw(p))| < cfg.fb_threshold (``backward`` is then required).
+    """
+    if cfg.fb_threshold > 0 and backward is None:
+        raise TeacherError("teacher fb_threshold > 0 needs the backward flow")
+    back_at_match, inside = flow_warp(forward if backward is None else backward, forward)
+    valid = inside & (forward[:, 1:2].abs() <= cfg.max_vertical_flow)
+    if cfg.fb_threshold > 0:
+        error = torch.linalg.vector_norm(forward + back_at_match, dim=1, keepdim=True)
+        valid = valid & (error < cfg.fb_threshold)
+    return valid
+
+
+def rescale_output(output: TeacherOutput, height: int, width: int) -> TeacherOutput:
+    """A teacher output computed at another resolution, brought to (height, width): the flow's x and y scaled
+    by the width and height ratios; each output pixel averages the valid flows of the input pixels it covers
+    (area resampling) and is valid where at least half of them are. Same size: returned as is."""
+    import torch.nn.functional as F
+
+    h, w = output.flow.shape[-2:]
+    if (h, w) == (height, width):
+        return output
+    valid = output.valid.float()
+    flow = torch.where(output.valid, output.flow, torch.zeros_like(output.flow))
+    share = F.interpolate(valid, size=(height, width), mode="area")
+    mean = F.interpolate(flow * valid, size=(height, width), mode="area") / share.clamp(min=1e-6)
+    scale = torch.tensor([width / w, height / h], dtype=mean.dtype, device=mean.device).reshape(1, 2, 1, 1)
+    return TeacherOutput((mean * scale).float(), share >= 0.5, output.target_is_left)
+
+
+def band_coverage(valid: np.ndarray, bands: int) -> List[float]:
+    """The share of True pixels of ``valid`` (H,W) in each of ``bands`` vertical bands of equal width, left to
+    right (the last band takes the remainder)."""
+    width = valid.shape[1]
+    edges = [round(i * width / bands) for i in range(bands + 1)]
+    return [float(valid[:, a:b].mean()) if b > a else float("nan") for a, b in zip(edges[:-1], edges[1:])]

@@ -1,6 +1,8 @@
 """Teacher outputs per sample: a dataset wrapper that adds the teacher's flows to every stereo sample.
 
-The teacher runs on the sample's views at the network input size, in both directions by default:
+The teacher runs on the sample's views at the network input size (resolution "input"), or on the dataset's
+pairs as stored, before resizing (resolution "raw", teacher.resolution; its flow is then brought to the
+network input size by teachers.base.rescale_output), in both directions by default:
 
 - "flow_lr" (2,H,W) float32 pixels, "valid_lr" (1,H,W) bool: left view as target, right as source (≈ -d);
 - "flow_rl", "valid_rl": right view as target, left as source (≈ +d), for the flip-swap augmentation.
@@ -23,8 +25,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
-from fg_depth_core.config import TeacherConfig
-from fg_depth_core.teachers.base import Teacher, TeacherError, TeacherOutput, stereo_flows
+from fg_depth_core.config import TEACHER_RESOLUTIONS, TeacherConfig
+from fg_depth_core.teachers.base import Teacher, TeacherError, TeacherOutput, rescale_output, stereo_flows
 from fg_depth_core.teachers.cache import CachedTeacher
 
 DIRECTIONS = ("lr", "rl")
@@ -62,7 +64,9 @@ class WithTeacher(torch.utils.data.Dataset):
     teacher: a Teacher (used as given; wrap it in a CachedTeacher, or pass ``cache_dir``, to cache), or a
     TeacherConfig, built on first use in each process with build_teacher (cached when its cache_dir is set).
     cache_dir: wraps an uncached teacher in a CachedTeacher there. device: where a teacher built from a
-    TeacherConfig runs (the CPU inside DataLoader workers).
+    TeacherConfig runs (the CPU inside DataLoader workers). resolution: "input" (the teacher sees the
+    sample's views) or "raw" (it sees the pair as the dataset stores it, ``load(index)`` of a StereoDataset,
+    and its flow is scaled to the sample's size); default: the TeacherConfig's, else "input".
     """
 
     def __init__(
@@ -72,8 +76,18 @@ class WithTeacher(torch.utils.data.Dataset):
         directions: Sequence[str] = DIRECTIONS,
         cache_dir: Optional[str] = None,
         device: Any = "cpu",
+        resolution: Optional[str] = None,
     ) -> None:
         directions = tuple(directions)
+        if resolution is None:
+            resolution = teacher.resolution if isinstance(teacher, TeacherConfig) else "input"
+        if resolution not in TEACHER_RESOLUTIONS:
+            raise TeacherError(
+                f"teacher resolution: expected one of {TEACHER_RESOLUTIONS}, got {resolution!r}"
+            )
+        if resolution == "raw":
+            _stereo_base(dataset, None)  # fails now for a dataset without stored pairs
+        self.resolution = resolution
         if (
             not directions
             or len(set(directions)) != len(directions)
@@ -116,6 +130,18 @@ class WithTeacher(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        if self.resolution == "raw":
+            base, raw, base_index = _stored_pair(self.dataset, index)
+            from fg_depth_core.data.base import to_sample
+            from fg_depth_core.image_io import to_tensor
+
+            sample = to_sample(raw, base.width, base.height, base_index)
+            if raw.right is None:
+                raise TeacherError(f"teacher: pair {base_index} has no right view")
+            views = [to_tensor(raw.left)[0], to_tensor(raw.right)[0]]
+            size = tuple(sample["left"].shape[-2:])
+            sample.update(self.teacher_outputs(*views, float(raw.rig.doffs), size=size))
+            return sample
         sample = dict(self.dataset[index])
         doffs = float(sample["doffs"]) if "doffs" in sample else 0.0
         sample.update(self.teacher_outputs(sample["left"], sample["right"], doffs))
@@ -123,10 +149,15 @@ class WithTeacher(torch.utils.data.Dataset):
 
     @torch.no_grad()
     def teacher_outputs(
-        self, left: torch.Tensor, right: torch.Tensor, doffs: float = 0.0
+        self,
+        left: torch.Tensor,
+        right: torch.Tensor,
+        doffs: float = 0.0,
+        size: Optional[Tuple[int, int]] = None,
     ) -> Dict[str, torch.Tensor]:
         """Teacher keys for one pair of (3,H,W) views in [0, 1] whose rig has disparity offset ``doffs``
-        (pixels at this size): flow_* (2,H,W) float32, valid_* (1,H,W) bool, on the CPU."""
+        (pixels at this size): flow_* (2,H,W) float32, valid_* (1,H,W) bool, on the CPU; with ``size``
+        (H', W') the outputs are brought to that size (teachers.base.rescale_output)."""
         teacher = self.teacher
         target, source = left[None], right[None]
         outputs: Dict[str, TeacherOutput] = {}
@@ -138,6 +169,8 @@ class WithTeacher(torch.utils.data.Dataset):
             outputs["rl"] = teacher.flow(source, target, target_is_left=False, doffs=doffs)
         out = {}
         for name, result in outputs.items():
+            if size is not None:
+                result = rescale_output(result, *size)
             out[f"flow_{name}"] = result.flow[0].detach().to("cpu", torch.float32)
             out[f"valid_{name}"] = result.valid[0].detach().cpu().bool()
         return out
@@ -186,6 +219,27 @@ def precompute_teacher(
     if not counting:
         return {"samples": n, "computed": -1, "cached": -1}
     return {"samples": n, "computed": teacher.misses - misses0, "cached": teacher.hits - hits0}
+
+
+def _stereo_base(dataset: torch.utils.data.Dataset, index: Optional[int]) -> Tuple[Any, Optional[int]]:
+    """The StereoDataset under ``dataset``'s Subsets and its own index for ``index`` (None: not mapped)."""
+    from fg_depth_core.data.base import StereoDataset
+
+    while isinstance(dataset, torch.utils.data.Subset):
+        index = None if index is None else int(dataset.indices[index])
+        dataset = dataset.dataset
+    if not isinstance(dataset, StereoDataset):
+        raise TeacherError(
+            "teacher.resolution 'raw': the teacher needs the dataset's stored pairs (a StereoDataset), got "
+            f"{type(dataset).__name__}; use teacher.resolution 'input'"
+        )
+    return dataset, index
+
+
+def _stored_pair(dataset: torch.utils.data.Dataset, index: int) -> Tuple[Any, Any, int]:
+    """(the StereoDataset under ``dataset``'s Subsets, its stored pair for ``index``, its own index)."""
+    base, own = _stereo_base(dataset, index)
+    return base, base.load(own), own
 
 
 def _drop(sample: Any) -> None:

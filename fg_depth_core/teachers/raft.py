@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from fg_depth_core.config import RAFT_STRIDE, RaftConfig
-from fg_depth_core.geometry import flow_warp
-from fg_depth_core.teachers.base import Doffs, Teacher, TeacherError, TeacherOutput
+from fg_depth_core.teachers.base import Doffs, Teacher, TeacherError, TeacherOutput, consistency_valid
 
 #: Seed of the random initialisation for weights="none", so that such a teacher is reproducible (and
 #: cacheable) and building one leaves the global RNG untouched.
@@ -105,24 +104,6 @@ def padded_size(height: int, width: int, multiple: int, minimum: int) -> Tuple[i
         return max(math.ceil(n / multiple) * multiple, math.ceil(minimum / multiple) * multiple)
 
     return up(height), up(width)
-
-
-def consistency_valid(
-    forward: torch.Tensor, backward: Optional[torch.Tensor], cfg: RaftConfig
-) -> torch.Tensor:
-    """Validity (B,1,H,W) of a forward flow (B,2,H,W) given the backward flow of the same pair (pixels).
-
-    Valid where p + F(p) lies inside the source view, |F_y| <= cfg.max_vertical_flow and, when
-    cfg.fb_threshold > 0, |F_fw(p) + F_bw(p + F_fw(p))| < cfg.fb_threshold (``backward`` is then required).
-    """
-    if cfg.fb_threshold > 0 and backward is None:
-        raise TeacherError("teacher.raft.fb_threshold > 0 needs the backward flow")
-    back_at_match, inside = flow_warp(forward if backward is None else backward, forward)
-    valid = inside & (forward[:, 1:2].abs() <= cfg.max_vertical_flow)
-    if cfg.fb_threshold > 0:
-        error = torch.linalg.vector_norm(forward + back_at_match, dim=1, keepdim=True)
-        valid = valid & (error < cfg.fb_threshold)
-    return valid
 
 
 class RaftTeacher(Teacher):

@@ -47,7 +47,8 @@ class SgbmTeacher(Teacher):
         return self._matchers[start]
 
     def identity(self) -> Dict[str, Any]:
-        return {"method": "sgbm", "sgbm": dataclasses.asdict(self.cfg)}
+        # "left_padded": outputs from before SGBM padded its views differ, so they must not be reused.
+        return {"method": "sgbm", "sgbm": dataclasses.asdict(self.cfg), "left_padded": True}
 
     def _flow(
         self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool, doffs: Tuple[float, ...]

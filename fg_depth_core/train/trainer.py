@@ -6,7 +6,8 @@ A run lives in one directory RUN_DIR:
 - ``config.yaml``: the run's full config, written at start (and again on resume);
 - ``last.pt``: every ``train.checkpoint_every`` steps, at the end, and on Ctrl-C/SIGTERM; ``best.pt``: at the
   best validation (val abs_rel when the val set has depth ground truth, else the val loss). Both hold the
-  whole training state (see checkpoint.py) plus "best", "focal_counts" and "world_size".
+  whole training state (see checkpoint.py) plus "best", "focal_counts", "world_size" and "loss_terms" (the
+  terms the loss put into the total, losses.loss_terms; the log's first line says the same).
 - ``tensorboard/``: scalars (every loss term, lr, validation) and image grids; ``teacher_cache/`` (unless
   ``teacher.cache_dir`` is set); for the built-in world ``synth/`` (unless ``data.path`` is set), for a bag
   ``bag_frames/`` (its rectified pairs).
@@ -44,13 +45,13 @@ from fg_depth_core.augment import augment
 from fg_depth_core.config import (
     Config,
     ConfigError,
-    apply_override,
+    apply_overrides,
     config_from_dict,
     dump_config,
     load_config,
 )
 from fg_depth_core.errors import FgDepthError
-from fg_depth_core.losses import needs_teacher, total_loss
+from fg_depth_core.losses import describe_loss, loss_terms, needs_teacher, total_loss
 from fg_depth_core.model.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
 from fg_depth_core.train.checkpoint import save_checkpoint
 from fg_depth_core.train.distributed import (
@@ -130,8 +131,7 @@ def run_config(
     last = Path(run_dir) / LAST
     state = _load_last(last)
     data = checkpoint_config(state, last).to_dict()
-    for item in overrides or []:
-        apply_override(data, item)
+    apply_overrides(data, list(overrides or []))
     return config_from_dict(data, f"{last} (stored config with --set)")
 
 
@@ -284,6 +284,9 @@ class Trainer:
         progress: tqdm bars and log lines on rank 0.
         datasets: (train, val) datasets to use instead of building them from ``cfg.data`` (sample dicts as in
             data/base.py, teacher keys included when the loss needs them).
+        autocast_dtype: autocast the network in this dtype on any device, the CPU included (bfloat16 there),
+            whatever ``train.amp`` says; None: ``train.amp``'s choice (on CUDA only). bench/gpu_train.py
+            uses it to run its GPU code path on a CPU.
     """
 
     def __init__(
@@ -294,6 +297,7 @@ class Trainer:
         ctx: Optional[DistContext] = None,
         progress: bool = True,
         datasets: Optional[Tuple[Any, Any]] = None,
+        autocast_dtype: Optional[torch.dtype] = None,
     ) -> None:
         from fg_depth_core.train.distributed import select_device
 
@@ -316,6 +320,9 @@ class Trainer:
         self._start_time = time.time()
 
         resume_state = self._prepare_run_dir(resume)
+        # First, before anything else is printed: what this run optimises (the preset's name alone can hide
+        # what a hand-edited section switches on).
+        self._say(describe_loss(cfg.loss))
         seed_everything(cfg.train.seed)
         self.needs_teacher = needs_teacher(cfg.loss)
         if datasets is None:
@@ -324,6 +331,9 @@ class Trainer:
 
         from fg_depth_core.model import build_depthnet
 
+        # Seeded again here: building the data (the teacher, rendering) draws a different amount of
+        # randomness per loss preset, and every preset of a seed must start from the same weights.
+        seed_everything(cfg.train.seed)
         # Encoder weights (ImageNet, a file) matter only for a fresh run; a resume loads the whole net.
         self.net = build_depthnet(cfg.model, load_weights=resume_state is None).to(self.device)
         self.model = wrap_model(self.net, self.ctx)
@@ -334,7 +344,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=self._milestones(), gamma=cfg.train.lr_gamma
         )
-        self.amp_dtype = self._amp_dtype()
+        self.amp_dtype = autocast_dtype if autocast_dtype is not None else self._amp_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         if resume_state is not None:
             self._restore(resume_state)
@@ -413,7 +423,7 @@ class Trainer:
         cache_dir = self.cfg.teacher.cache_dir or str(self.run_dir / TEACHER_CACHE_DIR)
         teacher_cfg = dataclasses.replace(self.cfg.teacher, cache_dir=cache_dir)
         teacher = build_teacher(teacher_cfg, self.device)
-        wrapped = [WithTeacher(ds, teacher) for ds in sets]
+        wrapped = [WithTeacher(ds, teacher, resolution=teacher_cfg.resolution) for ds in sets]
         # SGBM runs on the CPU, so DataLoader workers parallelise it; a GPU teacher stays in this process.
         workers = self.cfg.data.num_workers if teacher_cfg.method == "sgbm" else 0
         for ds in wrapped:
@@ -724,6 +734,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "config": self.cfg.to_dict(),
+            "loss_terms": loss_terms(self.cfg.loss),
             "train_focal": focal,
             "train_baseline": baseline,
             "input_size": [self.cfg.data.width, self.cfg.data.height],

@@ -1,6 +1,8 @@
 """The typed config: defaults, presets, overrides and the errors users see."""
 
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,6 +21,8 @@ from fg_depth_core.config import (
     load_config,
 )
 from fg_depth_core.spec import Spec, declared, spec_of
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_match_method_md():
@@ -204,3 +208,78 @@ def test_rules_across_keys_are_declared_and_their_errors_quote_the_declaration()
         load_config(None, ["eval.min_depth=1", "eval.max_depth=0.5"])
     with pytest.raises(ConfigError, match="model.max_depth: expected > min_depth"):
         ModelConfig(min_depth=5.0, max_depth=5.0).validate("model")
+
+
+# ------------------------------------------------------------------ a preset and its flags cannot disagree
+
+
+def test_a_preset_on_the_command_line_expands_over_the_files_loss_keys():
+    # Issue 14: default.yaml lists photometric_mask, use_dr and use_fp explicitly; --set loss.preset=baseline
+    # used to leave them in force and train the full FG-Depth loss under the name "baseline".
+    cfg = load_config(ROOT / "config" / "default.yaml", ["loss.preset=baseline"])
+    assert (cfg.loss.preset, cfg.loss.photometric_mask, cfg.loss.use_dr, cfg.loss.use_fp) == (
+        "baseline",
+        "auto",
+        False,
+        False,
+    )
+    # Keys the preset does not set stay as the file has them; an override of one of its keys after it wins
+    # only when it agrees with it (else the contradiction is refused, below).
+    cfg = load_config(ROOT / "config" / "default.yaml", ["loss.preset=dr", "loss.lambda_dr=0.5"])
+    assert (cfg.loss.use_dr, cfg.loss.use_fp, cfg.loss.lambda_dr) == (True, False, 0.5)
+
+
+@pytest.mark.parametrize(
+    "where, overrides",
+    [
+        ({"loss": {"preset": "baseline", "use_dr": True}}, []),
+        ({"loss": {"preset": "fgdepth"}}, ["loss.photometric_mask=auto"]),
+        ({}, ["loss.preset=baseline", "loss.use_fp=true"]),
+    ],
+)
+def test_explicit_keys_that_contradict_the_preset_are_refused_by_name(tmp_path, where, overrides):
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(where))
+    with pytest.raises(ConfigError) as err:
+        load_config(path, overrides)
+    message = str(err.value)
+    assert str(path) in message and "loss.preset" in message and "custom" in message
+    key = next(k for k in ("use_dr", "photometric_mask", "use_fp") if k in message)
+    assert f"{key}:" in message and "the preset's:" in message
+
+
+def test_custom_takes_the_keys_as_written_and_code_built_sections_are_checked_too():
+    cfg = load_config(ROOT / "config" / "default.yaml", ["loss.preset=custom", "loss.use_fp=false"])
+    assert (cfg.loss.photometric_mask, cfg.loss.use_dr, cfg.loss.use_fp) == ("flow_prior", True, False)
+    with pytest.raises(ConfigError, match="loss.preset: preset 'baseline' sets photometric_mask, use_dr"):
+        LossConfig(preset="baseline").validate("loss")
+
+
+def test_a_stored_contradicting_section_is_read_as_custom_with_a_warning():
+    from fg_depth_core.config import config_from_dict
+
+    stored = Config().to_dict()
+    stored["loss"].update(preset="baseline")  # as old versions saved `--set loss.preset=baseline`
+    with pytest.warns(UserWarning, match="read as preset custom"):
+        cfg = config_from_dict(stored, "old.pt", preset_conflict="custom")
+    assert (cfg.loss.preset, cfg.loss.use_dr, cfg.loss.use_fp) == ("custom", True, True)
+    with pytest.raises(ConfigError, match="old.pt: loss.preset 'baseline' sets"):
+        config_from_dict(stored, "old.pt")
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("loss.dr_units=inverse", "loss.dr_units: expected \"metres\" when dr_penalty is inv_l1"),
+        ("loss.dr_units=feet", "loss.dr_units: expected one of"),
+        ("loss.lambda_ph=-1", "loss.lambda_ph: expected >= 0"),
+        ("loss.delta_reading=both", "loss.delta_reading: expected one of"),
+        ("loss.auto_mask_average=some", "loss.auto_mask_average: expected one of"),
+        ("teacher.resolution=half", "teacher.resolution: expected one of"),
+        ("teacher.dis.preset=slow", "teacher.dis.preset: expected one of"),
+    ],
+)
+def test_the_issue_14_options_are_declared_and_checked(override, fragment):
+    overrides = [override] + (["loss.dr_penalty=inv_l1"] if "inverse" in override else [])
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(None, overrides)

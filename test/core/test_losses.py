@@ -13,6 +13,7 @@ from fg_depth_core.geometry import depth_warp, flow_from_disparity
 from fg_depth_core.losses import (
     LossError,
     auto_mask,
+    cfg_prior_flow_mask,
     dr_penalty,
     masked_mean,
     pe,
@@ -346,3 +347,105 @@ def test_a_few_adam_steps_lower_the_fgdepth_loss_and_the_depth_error():
     # The photometric baseline, with the exposure change and no teacher, gets much less far in as many steps.
     _, baseline_fit, _ = _fit("baseline")
     assert _abs_rel(fitted, depth) < 0.5 * _abs_rel(baseline_fit, depth)
+
+
+# ----------------------------------------------------------------------------------------------- issue 14
+
+
+def test_dr_units_scale_the_residual_before_the_penalty():
+    pred = torch.tensor([2.0, 5.0, 10.0, 1.0]).reshape(1, 1, 1, 4)
+    target = torch.tensor([3.0, 4.0, 12.0, 1.0]).reshape(1, 1, 1, 4)
+    residual = {
+        "metres": [-1.0, 1.0, -2.0, 0.0],
+        "monodepth2": [-1.0 / 5.4, 1.0 / 5.4, -2.0 / 5.4, 0.0],
+        "inverse": [1 / 2 - 1 / 3, 1 / 5 - 1 / 4, 1 / 10 - 1 / 12, 0.0],
+        "relative": [-1 / 3, 1 / 4, -2 / 12, 0.0],
+    }
+    for units, x in residual.items():
+        got = dr_penalty(pred, target, "log_l1", 0.2, units=units).flatten().tolist()
+        assert got == pytest.approx([math.log1p(abs(v)) for v in x], rel=1e-6), units
+        assert dr_penalty(pred, target, "l1", 0.2, units=units).flatten().tolist() == pytest.approx(
+            [abs(v) for v in x], rel=1e-6
+        )
+    with pytest.raises(LossError, match="inv_l1"):
+        dr_penalty(pred, target, "inv_l1", 0.2, units="relative")
+    # In Monodepth2's units log1p is closer to linear: its gradient at a 2.6 m error is 5.4 / 8 of L1's
+    # instead of 1 / 3.6, which is what keeps L_dr from dominating L_ph (issue 14).
+    p = torch.tensor([7.6], requires_grad=True)
+    dr_penalty(p, torch.tensor([5.0]), "log_l1", 0.2, units="monodepth2").sum().backward()
+    assert p.grad.item() == pytest.approx(1 / 5.4 / (1 + 2.6 / 5.4), rel=1e-6)
+
+
+def test_lambda_ph_weighs_the_photometric_term_and_zero_removes_it():
+    left, right, depth, flow = _pair(right_gain=1.2)
+    wrong = depth * 1.2
+    full, logs = _losses("fgdepth", wrong, left, right, flow)
+    half, _ = _losses("fgdepth", wrong, left, right, flow, lambda_ph=0.5)
+    none, logs0 = _losses("fgdepth", wrong, left, right, flow, lambda_ph=0.0)
+    assert (full - half).item() == pytest.approx(0.5 * logs["photometric"].item(), rel=1e-5)
+    assert (full - none).item() == pytest.approx(logs["photometric"].item(), rel=1e-5)
+    # The distillation and smoothness still drive the depth with L_ph replaced.
+    assert none.item() == pytest.approx(logs0["fd"].item() + 1e-3 * logs0["smoothness"].item(), rel=1e-5)
+
+
+def test_delta_read_as_disparity_bounds_the_match_not_the_depth():
+    # f * B = 10: d̂ = 0.1 px is D̂ = 100 m (far), d̂ = 2 px is 5 m, d̂ = 6 px is 1.67 m (near).
+    flow = torch.zeros(1, 2, 1, 8)
+    flow[0, 0, 0, 5:] = torch.tensor([-0.1, -2.0, -6.0])
+    valid = torch.ones(1, 1, 1, 8, dtype=torch.bool)
+    focal, base = torch.tensor([10.0]), torch.tensor([1.0])
+    by_depth = prior_flow_mask(flow, valid, focal, base, 80.0)[0, 0, 0, 5:].tolist()
+    by_disparity = prior_flow_mask(flow, valid, focal, base, 80.0, max_disparity=4.0)[0, 0, 0, 5:].tolist()
+    assert by_depth == [False, True, True]
+    assert by_disparity == [True, True, False]
+    # Through the config: the same numbers.
+    cfg = LossConfig(delta_reading="disparity", prior_mask_max_disparity=4.0)
+    assert cfg_prior_flow_mask(flow, valid, focal, base, cfg)[0, 0, 0, 5:].tolist() == by_disparity
+
+
+def test_l_fp_on_the_horizontal_flow_reaches_zero_despite_a_vertical_teacher_flow():
+    left, right, depth, flow = _pair(right_gain=1.2)
+    # A RAFT-like teacher: the right disparity plus a small spurious vertical component.
+    noisy = flow.clone()
+    noisy[:, 1] = 0.4
+    _, horizontal = _losses("fgdepth", depth, left, right, noisy, fp_horizontal_only=True)
+    _, both = _losses("fgdepth", depth, left, right, noisy, fp_horizontal_only=False)
+    assert horizontal["fp"].item() < 1e-6
+    assert both["fp"].item() > 100 * max(horizontal["fp"].item(), 1e-7)
+
+
+def test_the_auto_mask_averaged_over_all_pixels_as_monodepth2_does():
+    left, right, depth, flow = _pair(right_gain=1.0)
+    wrong = depth * 1.3
+    _, masked = _losses("baseline", wrong, left, right, None, None, auto_mask_average="mask")
+    loss, everywhere = _losses("baseline", wrong, left, right, None, None, auto_mask_average="all")
+    # Monodepth2: per pixel min(pe(warped), pe(identity)), averaged over every pixel.
+    recon, _ = depth_warp(right, wrong, FOCAL, BASE)
+    expected = torch.minimum(pe(left, recon, 0.85), pe(left, right, 0.85)).mean()
+    assert everywhere["photometric"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert everywhere["photometric"].item() != pytest.approx(masked["photometric"].item(), rel=1e-3)
+    # The identity error of a rejected pixel is a constant: the gradient is the masked one times |M| / N.
+    kept = everywhere["mask_photometric"].float().mean().item()
+    grads = []
+    for average in ("mask", "all"):
+        d = wrong.clone().requires_grad_(True)
+        total, _ = _losses(
+            "baseline", d, left, right, None, None, auto_mask_average=average, smoothness_weight=0.0
+        )
+        grads.append(torch.autograd.grad(total, d)[0])
+    assert torch.allclose(grads[1], grads[0] * kept, rtol=1e-4, atol=1e-4 * grads[0].abs().max().item())
+    # Without the auto-mask in M the setting changes nothing.
+    a, _ = _losses("fgdepth", wrong, left, right, flow, auto_mask_average="all")
+    b, _ = _losses("fgdepth", wrong, left, right, flow, auto_mask_average="mask")
+    assert a.item() == b.item()
+
+
+def test_loss_terms_name_what_the_total_contains():
+    from fg_depth_core.losses import describe_loss, loss_terms
+
+    assert sorted(loss_terms(LossConfig.from_preset("baseline"))) == ["L_ph", "L_s"]
+    assert sorted(loss_terms(LossConfig.from_preset("fgdepth"))) == ["L_dr", "L_fp", "L_ph", "L_s"]
+    replaced = loss_terms(LossConfig.from_preset("dr", lambda_ph=0.0, dr_units="monodepth2"))
+    assert sorted(replaced) == ["L_dr", "L_s"] and "monodepth2" in replaced["L_dr"]
+    line = describe_loss(LossConfig.from_preset("mask"))
+    assert line.startswith("loss (preset mask): L_ph = 1 x pe over M_fp;") and "L_dr" not in line

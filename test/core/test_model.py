@@ -302,3 +302,25 @@ def test_zero_init_depth_keeps_zero_bias():
     with torch.no_grad():
         median = float(net.eval()(torch.rand(1, 3, 64, 96))[0].median())
     assert median < 1.0  # a zero bias starts near 2 * min_depth (0.2 m)
+
+
+def test_depth_keeps_float32_precision_under_bfloat16_autocast():
+    # Issue 14: under autocast the heads, sigmoid and depth mapping used to run in bfloat16, so a 640x192
+    # forward gave a handful of distinct depths instead of tens of thousands.
+    torch.manual_seed(0)
+    net = build_depthnet(ModelConfig()).eval()
+    image = torch.rand(1, 3, 192, 640)
+    with torch.no_grad():
+        full = net(image)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = net(image)
+            predicted = net.predict(image)
+    for f, m in zip(full, mixed):
+        assert m.dtype == torch.float32
+        distinct_full, distinct_mixed = f.unique().numel(), m.unique().numel()
+        assert distinct_mixed * 2 >= distinct_full, (distinct_mixed, distinct_full)
+    assert predicted.dtype == torch.float32 and predicted.unique().numel() * 2 >= full[0].unique().numel()
+    # The convolutions before the heads did run in reduced precision (the depth is not bit-identical).
+    assert not torch.equal(full[0], mixed[0])
+    # Reduced-precision features move the depth by a fraction of a percent, not by bfloat16's steps.
+    assert ((mixed[0] - full[0]).abs() / full[0]).max() < 0.01

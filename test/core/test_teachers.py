@@ -11,19 +11,23 @@ import numpy as np
 import pytest
 import torch
 
-from fg_depth_core.camera import Intrinsics
+from fg_depth_core.camera import Intrinsics, StereoRig
 from fg_depth_core.cli import main
 from fg_depth_core.config import RaftConfig, SgbmConfig, TeacherConfig
+from fg_depth_core.data.base import RawPair, StereoDataset
 from fg_depth_core.data.render import Patch, fronto_parallel, render_stereo
 from fg_depth_core.teachers import (
     CachedTeacher,
     Teacher,
     TeacherError,
+    TeacherOutput,
     build_teacher,
     disparity_output,
     stereo_flows,
     teacher_disparity,
 )
+from fg_depth_core.teachers.base import band_coverage, rescale_output
+from fg_depth_core.teachers.dataset import WithTeacher
 from fg_depth_core.teachers.raft import RaftTeacher, consistency_valid, hub_checkpoint_path, padded_size
 from fg_depth_core.teachers.sgm import SgbmTeacher
 
@@ -113,9 +117,15 @@ def test_sgbm_right_to_left_has_opposite_sign_and_matches_right_truth(frame):
     truth_right = FOCAL * BASELINE / frame.depth_right
     stats = _agreement(teacher_disparity(rl), truth_right)
     assert stats["valid"] > 0.6 and stats["within_1px"] > 0.97 and stats["median"] < 0.25
-    # The right view cannot be matched at its right border (the left camera does not see there), where the
-    # left view's unmatched band is on the left.
-    assert not rl.valid[0, 0, :, -SGBM.num_disparities // 2:].any()
+    # The right view's border band (the left view's left band, mirrored) is matched since SGBM pads its
+    # views (issue 14), but only where the match lies inside the left view with a block's margin: the left
+    # camera does not see the right view's last columns.
+    width = frame.left.shape[1]
+    band = slice(width - SGBM.num_disparities, width)
+    columns = torch.arange(width, dtype=torch.float32)[band]
+    valid_band = rl.valid[0, 0, :, band]
+    assert valid_band.float().mean() > 0.5  # of 32 columns, the last 8 + 5 cannot be matched
+    assert torch.all((columns + rl.flow[0, 0, :, band])[valid_band] <= width - 1 - SGBM.block_size)
     assert rl.valid[0, 0, :, : SGBM.num_disparities].float().mean() > 0.8
     # flow() in the right->left direction gives what stereo_flows gave.
     again = SgbmTeacher(SGBM).flow(_tensor(frame.right), _tensor(frame.left), target_is_left=False)
@@ -441,3 +451,118 @@ def test_sgbm_searches_from_the_rigs_offset_per_sample_and_the_cache_keys_on_it(
             "--config", config, "--doffs", "12"]  # fmt: skip
     assert main(argv) == 0
     assert _agreement(np.load(out), shifted.disparity_left)["within_1px"] > 0.97
+
+
+# ----------------------------------------------------------------------------------------------- issue 14
+
+
+def test_sgbm_matches_the_left_band_where_the_match_is_in_the_right_view(frame):
+    # Issue 14: OpenCV matched no pixel with x < num_disparities unless the views are padded.
+    lr, _ = stereo_flows(SgbmTeacher(SGBM), _tensor(frame.left), _tensor(frame.right))
+    disparity = teacher_disparity(lr)
+    band = slice(0, SGBM.num_disparities)
+    # Matchable: visible in the right view with a block's margin from its left edge, away from depth edges.
+    columns = np.arange(frame.left.shape[1])[None, :]
+    matchable = (
+        _visible_in_right(frame)
+        & (columns - frame.disparity_left >= SGBM.block_size + 1)
+        & ~_near_depth_edge(frame.disparity_left, 2)
+    )[:, band]
+    found = np.isfinite(disparity[:, band])
+    assert matchable.mean() > 0.5
+    assert found[matchable].mean() > 0.9
+    err = np.abs(disparity[:, band] - frame.disparity_left[:, band])[found & matchable]
+    assert (err <= 1.0).mean() > 0.99
+    # No match lands in the padding: x - d stays a block inside the right view.
+    assert np.all((columns[:, band] - disparity[:, band])[found] >= SGBM.block_size)
+
+
+def test_cli_reports_the_coverage_per_band(frame, tmp_path, capsys):
+    left, right, config = _write_pair(frame, tmp_path)
+    argv = ["teacher", "--method", "sgbm", "--left", left, "--right", right, "--out", str(tmp_path / "d.npy"),
+            "--config", config, "--bands", "4"]
+    assert main(argv) == 0
+    summary = capsys.readouterr().out
+    shares = summary.split("valid per band, left to right: ")[1].strip().split(", ")
+    disparity = np.load(tmp_path / "d.npy")
+    expected = [f"{np.isfinite(disparity[:, i * 80:(i + 1) * 80]).mean():.0%}" for i in range(4)]
+    assert shares == expected and shares[0] != "0%"
+
+
+def test_band_coverage_and_rescaled_teacher_output_by_hand():
+    valid = np.zeros((2, 10), bool)
+    valid[:, 5:] = True
+    valid[0, 0] = True
+    assert band_coverage(valid, 2) == [0.1, 1.0]
+    assert band_coverage(valid, 3) == pytest.approx([1 / 6, 0.5, 1.0])
+    # A 4x8 flow brought to 2x4: x scaled by 4/8, y by 2/4, each pixel the mean of its valid 2x2 block,
+    # valid where at least half of the block is.
+    flow = torch.zeros(1, 2, 4, 8)
+    flow[0, 0] = -4.0
+    flow[0, 0, :2, :2] = torch.tensor([[-4.0, -8.0], [-6.0, 100.0]])
+    flow[0, 1] = 2.0
+    ok = torch.ones(1, 1, 4, 8, dtype=torch.bool)
+    ok[0, 0, 1, 1] = False  # the outlier 100 is invalid and must not leak in
+    ok[0, 0, 2:, 6:] = torch.tensor([[False, False], [False, True]])
+    small = rescale_output(TeacherOutput(flow, ok, True), 2, 4)
+    assert small.flow.shape == (1, 2, 2, 4) and small.valid.shape == (1, 1, 2, 4)
+    assert small.flow[0, 0, 0, 0].item() == pytest.approx((-4 - 8 - 6) / 3 / 2)
+    assert small.flow[0, 0, 1, 1].item() == pytest.approx(-2.0) and small.flow[0, 1, 1, 1].item() == 1.0
+    assert small.valid[0, 0].tolist() == [[True] * 4, [True, True, True, False]]
+    assert rescale_output(small, 2, 4) is small
+
+
+class _StoredPairs(StereoDataset):
+    """The rendered frame stored at 320x192 and served at 160x96 (what a camera and a network input do)."""
+
+    def __init__(self, frame) -> None:
+        super().__init__(160, 96)
+        self.frame = frame
+
+    def __len__(self) -> int:
+        return 1
+
+    def load(self, index: int) -> RawPair:
+        rig = StereoRig(
+            Intrinsics(fx=FOCAL, fy=FOCAL, cx=159.5, cy=95.5, width=320, height=192), baseline=BASELINE
+        )
+        return RawPair(self.frame.left, self.frame.right, rig, self.frame.depth_left)
+
+    def name(self, index: int) -> str:
+        return "frame"
+
+
+def test_teacher_at_raw_resolution_gives_flow_at_the_network_size(frame, tmp_path):
+    dataset = _StoredPairs(frame)
+    teacher = SgbmTeacher(SGBM)
+    raw = WithTeacher(dataset, teacher, resolution="raw", cache_dir=str(tmp_path / "cache"))[0]
+    low = WithTeacher(dataset, teacher, resolution="input")[0]
+    for sample in (raw, low):
+        assert sample["flow_lr"].shape == (2, 96, 160) and sample["valid_lr"].shape == (1, 96, 160)
+        assert sample["flow_rl"].shape == (2, 96, 160)
+    # The raw flow, matched at 320 px and halved, agrees with the truth at 160 px (8 px -> 4 px, 20 -> 10).
+    truth = frame.disparity_left[::2, ::2] / 2
+    valid = raw["valid_lr"][0].numpy()
+    err = np.abs(-raw["flow_lr"][0].numpy() - truth)[valid & ~_near_depth_edge(truth, 2)]
+    assert valid.mean() > 0.6 and np.median(err) < 0.25 and (err <= 0.5).mean() > 0.9
+    # It is more precise than matching the halved images directly (sub-pixel at twice the resolution).
+    low_valid = low["valid_lr"][0].numpy() & ~_near_depth_edge(truth, 2)
+    err_low = np.abs(-low["flow_lr"][0].numpy() - truth)[low_valid]
+    assert np.mean(err) < np.mean(err_low)
+    with pytest.raises(TeacherError, match="teacher.resolution 'raw'"):
+        WithTeacher(torch.utils.data.TensorDataset(torch.zeros(1)), teacher, resolution="raw")
+
+
+def test_dis_teacher_is_dense_and_consistent_in_both_directions(frame):
+    teacher = build_teacher(TeacherConfig(method="dis"))
+    lr, rl = stereo_flows(teacher, _tensor(frame.left), _tensor(frame.right))
+    assert lr.target_is_left and not rl.target_is_left
+    assert lr.flow.shape == (1, 2, 192, 320) and lr.valid.dtype == torch.bool
+    disparity = teacher_disparity(lr)
+    core = _visible_in_right(frame) & ~_near_depth_edge(frame.disparity_left, 3)
+    err = np.abs(disparity - frame.disparity_left)[core & np.isfinite(disparity)]
+    assert np.isfinite(disparity)[core].mean() > 0.8 and np.median(err) < 0.5
+    # Valid flows are nearly horizontal and pass the round trip.
+    assert lr.flow[:, 1][lr.valid[:, 0]].abs().max() <= 1.0
+    assert torch.all(rl.flow[:, 0][rl.valid[:, 0]] > -1.0)
+    assert teacher.identity()["method"] == "dis"

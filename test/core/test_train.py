@@ -441,3 +441,51 @@ def test_checkpoint_file_mode_follows_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o644
+
+
+def test_the_log_and_the_checkpoint_state_the_loss_terms_in_effect(tmp_path, shared, capsys):
+    # Issue 14: a run labelled by its preset must say what it optimised. default.yaml's explicit loss keys
+    # with --set loss.preset=baseline used to train L_dr and L_fp under the name "baseline".
+    cfg = load_config(
+        ROOT / "config" / "default.yaml",
+        [
+            *shared,
+            "loss.preset=baseline",
+            "data.width=128",
+            "data.height=64",
+            "data.num_workers=0",
+            "data.synth.width=128",
+            "data.synth.height=64",
+            "data.synth.focal=74.2",
+            "data.synth.train_frames=2",
+            "data.synth.val_frames=2",
+            "train.batch_size=2",
+            "train.max_steps=1",
+            "train.device=cpu",
+            "train.image_every=0",
+        ],
+    )
+    Trainer(cfg, tmp_path / "run", progress=False).run()
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("loss (preset baseline): L_ph = 1 x pe over M_p;")
+    assert "L_dr" not in first and "L_fp" not in first and "L_s = 0.001" in first
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert sorted(state["loss_terms"]) == ["L_ph", "L_s"]
+    assert state["config"]["loss"]["use_dr"] is False
+
+
+def test_every_preset_of_a_seed_starts_from_the_same_weights(tmp_path, shared):
+    # bench/ablation.py pairs presets by seed: baseline (no teacher) and fgdepth (whose data building runs
+    # the teacher) must start from identical weights, whatever building their data drew from the RNGs (a
+    # DataLoader with workers, as the teacher cache is filled with, draws its base seed from torch's).
+    nets = {}
+    for preset in ("baseline", "fgdepth"):
+        cfg = tiny(shared, f"loss.preset={preset}", "train.seed=3", "data.num_workers=1")
+        trainer = Trainer(cfg, tmp_path / preset, progress=False)
+        nets[preset] = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+        trainer.close()
+    assert nets["baseline"].keys() == nets["fgdepth"].keys()
+    assert all(torch.equal(nets["baseline"][k], nets["fgdepth"][k]) for k in nets["baseline"])
+    other = Trainer(tiny(shared, "loss.preset=baseline", "train.seed=4"), tmp_path / "seed4", progress=False)
+    assert not all(torch.equal(nets["baseline"][k], v) for k, v in other.net.state_dict().items())
+    other.close()

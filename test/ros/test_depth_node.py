@@ -27,9 +27,13 @@ from depth_node_helpers import (
     stamp_of,
     write_linear_model,
 )
+from diagnostic_msgs.msg import DiagnosticArray
 from encoding_helpers import rgb_to_yuv422, smooth_rgb
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from fg_depth_core.camera import Intrinsics
 from fg_depth_core.config import SynthConfig
@@ -37,7 +41,7 @@ from fg_depth_core.data.world import render_frame, resize_synth
 from fg_depth_core.deploy.estimator import postprocess
 from fg_depth_ros import play
 from fg_depth_ros.conversions import image_to_depth, pointcloud_to_rgb, pointcloud_to_xyz
-from fg_depth_ros.depth_node import main
+from fg_depth_ros.depth_node import DepthNode, main
 from fg_depth_ros.diagnostics import LatencyWindow, RateMeter, status_values
 from fg_depth_ros.node_params import (
     DYNAMIC,
@@ -57,7 +61,7 @@ from fg_depth_ros.scale import (
     fit_num_disparities,
     scale_measurement,
 )
-from fg_depth_ros.topics import MONO_INPUTS, STEREO_INPUTS, TOPICS
+from fg_depth_ros.topics import MONO_INPUTS, STEREO_INPUTS, TOPIC, TOPICS, topic_qos
 from fg_depth_ros.worker import NewestOnlyWorker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -461,7 +465,6 @@ def test_cheap_parameters_change_at_run_time_and_bad_values_are_refused_with_a_r
 
 
 def test_start_up_errors_raise_a_clear_error(context, linear_model, tmp_path):
-    from fg_depth_ros.depth_node import DepthNode
     from fg_depth_ros.pipeline import ModelLoadError
 
     corrupt = tmp_path / "corrupt.onnx"
@@ -510,6 +513,102 @@ def test_the_module_runs_as_a_program_and_exits_1_for_a_corrupt_model(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ ROS-free pieces
+
+
+def test_without_a_subscriber_frames_are_not_inferred_until_one_appears(context, linear_model):
+    node = DepthNode(parameters={"model": str(linear_model), "diagnostics.period": 0.1}, context=context)
+    camera = Node("camera", context=context)
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub_image = camera.create_publisher(Image, "image", qos)
+    pub_info = camera.create_publisher(CameraInfo, "camera_info", qos)
+    statuses = []
+    camera.create_subscription(DiagnosticArray, "/diagnostics", statuses.append, 10)
+    executor = SingleThreadedExecutor(context=context)
+    for n in (node, camera):
+        executor.add_node(n)
+
+    def spin_until(condition, what):
+        deadline = time.monotonic() + 15.0
+        while not condition():
+            assert time.monotonic() < deadline, what
+            executor.spin_once(timeout_sec=0.01)
+
+    intr = Intrinsics(50.0, 50.0, (NET_W - 1) / 2, (NET_H - 1) / 2, NET_W, NET_H)
+    try:
+        spin_until(lambda: pub_image.get_subscription_count() > 0, "matching")
+        for i in range(3):
+            image, info = camera_messages(random_rgb(NET_H, NET_W, i), intr, (i + 1) * 10**9)
+            pub_info.publish(info)
+            pub_image.publish(image)
+        spin_until(lambda: node.stats.unwanted == 3, "three unwanted frames")
+        assert node.received == 0 and node.published == 0  # the model never ran
+        spin_until(lambda: any("idle: no subscriber" in m.status[0].message for m in statuses), "idle status")
+        depths = []
+        camera.create_subscription(Image, "depth/image", depths.append, qos)
+        spin_until(lambda: node.outputs.depth.get_subscription_count() > 0, "output matching")
+        image, info = camera_messages(random_rgb(NET_H, NET_W, 7), intr, 9 * 10**9)
+        pub_info.publish(info)
+        pub_image.publish(image)
+        spin_until(lambda: len(depths) == 1, "the depth once someone listens")
+        assert node.received == 1 and stamp_of(depths[0]) == 9 * 10**9
+        assert node.diagnostic_values()["frames_without_subscribers"] == 3
+    finally:
+        executor.shutdown()
+        camera.destroy_node()
+        node.destroy_node()
+
+
+def _png(rgb: np.ndarray, header) -> CompressedImage:
+    """image_transport's compressed plugin's message of ``rgb`` (PNG: lossless)."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return CompressedImage(header=header, format="rgb8; png compressed bgr8", data=data.tobytes())
+
+
+def test_compressed_transport_reads_image_transport_s_compressed_topic(context, linear_model):
+    params = {"model": str(linear_model), "transport": "compressed", "input_qos.reliability": "reliable"}
+    params["input_qos.depth"] = 3
+    harness = Harness(context, params, inputs=("image/compressed", "camera_info"))
+    try:
+        # The camera subscriptions carry the chosen QoS (history depth is local: not in discovery).
+        for topic in ("image/compressed", "camera_info"):
+            (endpoint,) = harness.tester.get_subscriptions_info_by_topic(topic)
+            assert endpoint.qos_profile.reliability == ReliabilityPolicy.RELIABLE, topic
+        assert topic_qos(TOPIC["image"], harness.node.settings).depth == 3
+        intr = Intrinsics(50.0, 50.0, (NET_W - 1) / 2, (NET_H - 1) / 2, NET_W, NET_H)
+        rgb = random_rgb(NET_H, NET_W, 11)
+        image, info = camera_messages(rgb, intr, 11 * 10**9)
+        harness.publish(camera_info=info)
+        harness.spin_for(0.1)
+        harness.publish(image__compressed=_png(rgb, image.header))
+        harness.wait_outputs("depth/image", 1)
+        assert stamp_of(harness.got["depth/image"][0]) == 11 * 10**9
+        np.testing.assert_array_equal(
+            _depth(harness), expected_network_depth(rgb, 50.0, train_focal=TRAIN_FOCAL)
+        )
+        # A broken JPEG is a bad frame like any other: dropped with a warning naming the topic.
+        harness.publish(image__compressed=CompressedImage(header=image.header, format="jpeg", data=b"junk"))
+        harness.spin_until(lambda: harness.node.rejected == 1, what="the rejection")
+        assert harness.node.last_problem.startswith("/image/compressed: CompressedImage data (4 bytes")
+    finally:
+        harness.close()
+
+
+def test_stereo_compressed_transport_subscribes_to_both_compressed_images(context, linear_model):
+    params = {"model": str(linear_model), "mode": "stereo", "transport": "compressed"}
+    node = DepthNode(parameters=params, namespace="rig", context=context)
+    try:
+        assert node.input.topics == {
+            "left/image_rect": "/rig/left/image_rect/compressed",
+            "right/image_rect": "/rig/right/image_rect/compressed",
+            "left/camera_info": "/rig/left/camera_info",
+            "right/camera_info": "/rig/right/camera_info",
+        }
+        subscribed = dict(node.get_subscriber_names_and_types_by_node("depth_node", "/rig"))
+        assert subscribed["/rig/left/image_rect/compressed"] == ["sensor_msgs/msg/CompressedImage"]
+        assert subscribed["/rig/right/camera_info"] == ["sensor_msgs/msg/CameraInfo"]
+    finally:
+        node.destroy_node()
 
 
 def camera_info_topic(image_topic: str) -> str:

@@ -205,7 +205,7 @@ def test_package_xml_passes_catkin_pkg_validation_as_colcon_and_rosdep_read_it()
     # Nothing imports cv_bridge (the node converts images itself, README.md "Build"); rviz2 is optional.
     assert not {"cv_bridge", "rviz2"} & exec_depends
     assert {d.name for d in package.test_depends} == {
-        "python3-pytest", "python3-pytest-timeout", "python3-catkin-pkg-modules"
+        "python3-pytest", "python3-pytest-timeout", "python3-catkin-pkg-modules", "rosgraph_msgs"
     }
     assert [(str(lic), lic.file) for lic in package.licenses] == [("Apache-2.0", "LICENSE")]
 
@@ -312,6 +312,8 @@ def test_test_depends_cover_what_the_tests_import_and_pytest_ini_needs():
                 problems.append(f"{where}: requirements-dev.txt lacks {pip_name}")
         elif module in THIRD_PARTY:
             rosdep_key, pip_name = THIRD_PARTY[module]
+            if rosdep_key in test_depends:
+                needed.add(rosdep_key)  # a ROS package only the tests use (rosgraph_msgs: /clock)
             if rosdep_key is not None and rosdep_key not in run_depends | test_depends:
                 problems.append(f"{where}: package.xml lacks <test_depend>{rosdep_key}</test_depend>")
             if rosdep_key is None and pip_name not in dev_requirements:

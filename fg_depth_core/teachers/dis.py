@@ -1,0 +1,65 @@
+"""Dense inverse search (DIS) optical flow as a teacher: OpenCV's classical dense flow (Kroeger et al., ECCV
+2016), on the CPU, with no weights. Unlike SGBM it gives a flow at every pixel, textureless areas included
+(interpolated from their surroundings); a forward-backward check and a bound on the vertical flow decide
+which of those flows are kept, as for RAFT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from fg_depth_core.config import DisConfig
+from fg_depth_core.teachers.base import Doffs, Teacher, TeacherOutput, consistency_valid
+from fg_depth_core.teachers.sgm import to_gray_u8
+
+_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+class DisTeacher(Teacher):
+    """OpenCV DIS optical flow on grayscale views; both directions from one call (forward-backward check)."""
+
+    def __init__(self, cfg: DisConfig) -> None:
+        self.cfg = cfg
+        self._dis = cv2.DISOpticalFlow_create(_PRESETS[cfg.preset])
+
+    def identity(self) -> Dict[str, Any]:
+        return {"method": "dis", "dis": dataclasses.asdict(self.cfg), "opencv": cv2.__version__}
+
+    def raw_flow(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """DIS flow target->source (B,2,H,W) pixels, I_t(p) ~ I_s(p + F(p)), for (B,3,H,W) images in
+        [0, 1]."""
+        flows = [
+            self._dis.calc(to_gray_u8(t), to_gray_u8(s), None) for t, s in zip(target, source)
+        ]
+        return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).float().to(target.device)
+
+    def _flow(
+        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool, doffs: Tuple[float, ...]
+    ) -> TeacherOutput:
+        # Optical flow needs no disparity range: the offset only changes how its disparity becomes depth.
+        return self._both(target, source, target_is_left)[0]
+
+    def stereo(
+        self, left: torch.Tensor, right: torch.Tensor, doffs: Doffs = 0.0
+    ) -> Tuple[TeacherOutput, TeacherOutput]:
+        return self._both(left, right, True)
+
+    def _both(
+        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool
+    ) -> Tuple[TeacherOutput, TeacherOutput]:
+        forward = self.raw_flow(target, source)
+        backward = self.raw_flow(source, target) if self.cfg.fb_threshold > 0 else None
+        out_fw = TeacherOutput(forward, consistency_valid(forward, backward, self.cfg), target_is_left)
+        if backward is None:
+            backward = self.raw_flow(source, target)
+        out_bw = TeacherOutput(backward, consistency_valid(backward, forward, self.cfg), not target_is_left)
+        return out_fw, out_bw
