@@ -18,7 +18,7 @@ every run so that a time covers the work, not its launch):
 - DepthEstimator(backend "torch").predict end to end, float32 and float16.
 
 On the CPU (``--device cpu``) the float16 and CUDA-graph rows are skipped with the reason, so the logic can be
-checked without a GPU (test/tools/test_gpu_inference.py does). Without ``--checkpoint`` the model is a
+checked without a GPU (test/tools/test_perf_benches.py does). Without ``--checkpoint`` the model is a
 random-weight DepthNet of the default config: timing does not depend on the weights.
 """
 

@@ -69,7 +69,7 @@ def budget(args: argparse.Namespace, out: Path) -> List[str]:
     """bench/ablation.py's overrides for this budget, and the preset."""
     argv = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
     argv += ["--train-frames", str(args.train_frames), "--test-frames", str(args.test_frames)]
-    return ablation.config_overrides(ablation.parse_args(argv), out) + [f"loss.preset={PRESET}"]
+    return ablation.config_overrides(ablation.parse_args(argv), out, args.seed) + [f"loss.preset={PRESET}"]
 
 
 def train(overrides: List[str], out: Path) -> Dict[str, Any]:
@@ -91,6 +91,8 @@ def train(overrides: List[str], out: Path) -> Dict[str, Any]:
     seconds = ablation.run_cli(
         ["train", "--config", str(ablation.BASE_CONFIG), "--out", str(run_dir), "--no-progress", *sets],
         out / "train.log",
+        ablation.threads_per_job(1),
+        echo=True,
     )
     return {"checkpoint": last, "train_s": seconds}
 
@@ -157,9 +159,15 @@ def score(checkpoint: Path, out: Path, frame_counts: List[int]) -> Dict[str, Dic
 
 
 def section(
-    command: str, cfg: Any, results: Dict[str, Dict[str, Any]], train_s: Optional[float], total_s: float
+    command: str,
+    cfg: Any,
+    results: Dict[str, Dict[str, Any]],
+    train_s: Optional[float],
+    total_s: float,
+    given: Optional[str] = None,
 ) -> str:
-    """The RESULTS.md section: command, machine, model, the table and the verdicts."""
+    """The RESULTS.md section: command, machine, model (``given``: the --checkpoint scored instead of a
+    model trained here), the table and the verdicts."""
     rows = ["| model | " + " | ".join(METRIC_NAMES) + " |", "|---" * (len(METRIC_NAMES) + 1) + "|"]
     for name, m in results.items():
         rows.append(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRIC_NAMES) + " |")
@@ -175,7 +183,12 @@ def section(
             f"relative to float32; target <= +{100 * ABS_REL_TARGET:.0f} %: {met}); "
             f"a1 {reference['a1']:.4f} -> {m['a1']:.4f}; calibration: {m['calibration'].split(' on ', 1)[-1]}"
         )
-    trained = "reused from an earlier run" if train_s is None else f"trained in {train_s:.0f} s"
+    if given is not None:
+        trained = f"{given}, given by --checkpoint: its configuration below"
+    elif train_s is None:
+        trained = "reused from an earlier run"
+    else:
+        trained = f"trained in {train_s:.0f} s"
     lines = [
         SECTION,
         "",
@@ -223,7 +236,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results = score(trained["checkpoint"], out, args.calibration_frames)
     (out / "quantization.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     command = " ".join(["python", "bench/quantization.py", *map(shlex.quote, argv)])
-    text = section(command, cfg, results, trained["train_s"], time.time() - start)
+    text = section(command, cfg, results, trained["train_s"], time.time() - start, args.checkpoint)
     print()
     print(text)
     if not args.no_write:

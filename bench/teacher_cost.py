@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""What the teacher costs per training pair at 640x192: SGBM, RAFT small and RAFT large (random weights: none
-can be downloaded here, and the time does not depend on them) computing both directions of a pair, as
+"""What the teacher costs per training pair at 640x192: SGBM, DIS (OpenCV's dense inverse search flow, the
+dense teacher), RAFT small and RAFT large (random weights: none can be downloaded here, and the time does
+not depend on them) computing both directions of a pair, as
 filling the teacher cache does, and the cache's hit path that every later epoch takes; writes the "Teacher
 cost per pair" section of docs/RESULTS.md.
 
@@ -38,6 +39,7 @@ SECTION = "## Teacher cost per pair"
 #: Rows: (name, teacher method, cached).
 ROWS = (
     ("SGBM", "sgbm", False),
+    ("DIS (dense inverse search)", "dis", False),
     ("RAFT small (random weights)", "raft_small", False),
     ("RAFT large (random weights)", "raft_large", False),
     ("teacher cache hit (SGBM entries)", "sgbm", True),
@@ -93,7 +95,7 @@ def section(
     """The RESULTS.md section: command, machine, time per pair per round, and ratios to SGBM."""
     from fg_depth_core.config import TeacherConfig
 
-    sgbm, raft = TeacherConfig().sgbm, TeacherConfig().raft
+    sgbm, dis, raft = TeacherConfig().sgbm, TeacherConfig().dis, TeacherConfig().raft
     seconds = {name: [r.get("seconds") for r in rows] for name, rows in runs.items()}
     table = [
         "| teacher | seconds per pair, per round | median ms per pair | pairs per second | valid pixels | "
@@ -131,9 +133,9 @@ def section(
         f"with {threads} threads on {args.pairs} pairs of the built-in world at {args.size} after one "
         f"untimed pair; wall time {wall_s / 60:.1f} min" + load_line,
         f"- Settings: the default configuration's teacher section (SGBM: {sgbm.num_disparities} disparities, "
-        f"block {sgbm.block_size}, mode {sgbm.mode}; RAFT: {raft.num_flow_updates} flow updates, "
-        f"forward-backward threshold {raft.fb_threshold:g} px, weights none: its valid share means nothing); "
-        "no dense SGBM variant (issue 11) exists in this tree",
+        f"block {sgbm.block_size}, mode {sgbm.mode}; DIS: preset {dis.preset}, forward-backward threshold "
+        f"{dis.fb_threshold:g} px; RAFT: {raft.num_flow_updates} flow updates, forward-backward threshold "
+        f"{raft.fb_threshold:g} px, weights none: its valid share means nothing)",
         "",
         *table,
     ]

@@ -142,7 +142,9 @@ class NodeParams:
         "model file: an fg-depth ONNX export (.onnx), a TensorRT engine (.engine) or a training checkpoint "
         "(.pt); required",
     )
-    backend: str = from_setting(InferenceConfig, "backend", "inference backend ('auto' = fastest installed)")
+    backend: str = from_setting(
+        InferenceConfig, "backend", "inference backend ('auto' = fastest installed; openvino only when named)"
+    )
     device: str = from_setting(InferenceConfig, "device", "inference device: auto, cpu, cuda or cuda:N")
     precision: str = from_setting(InferenceConfig, "precision", "arithmetic precision (fp16 needs CUDA)")
     threads: int = from_setting(

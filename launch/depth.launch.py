@@ -105,7 +105,7 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "backend",
             default_value="",
-            choices=["", "auto", "torch", "onnxruntime", "tensorrt"],
+            choices=["", "auto", "torch", "onnxruntime", "tensorrt", "openvino"],
             description="inference backend; empty = the params file's",
         ),
         DeclareLaunchArgument(

@@ -167,7 +167,10 @@ def test_runtimes_section_lists_failures_and_ratios():
     text = runtimes.section("cmd", args, 2, rounds, 30.0, (None, None))
     assert "| 640x192 | OpenVINO, float32 model, f32 | failed: ModuleNotFoundError: openvino | | | |" in text
     assert "OpenVINO, float32 model, f32 runs - the throughput of ONNX Runtime, float32 model." in text
-    assert "below the 1.3x bar, no OpenVINO backend" in text
+    assert "below the 1.3x bar, no OpenVINO backend" in text and runtimes.TAKEN not in text
+    rounds["640x192"]["OpenVINO, float32 model, f32"] = [{"seconds": 0.05}] * 2
+    faster = runtimes.section("cmd", args, 2, rounds, 30.0, (None, None))
+    assert "at least the 1.3x bar" in faster and faster.rstrip().endswith(runtimes.TAKEN)
 
 
 # ------------------------------------------------------------------------------------------- teachers
@@ -185,6 +188,13 @@ def test_teacher_cost_child_times_sgbm_and_the_cache_hit_path(tmp_path):
     runs = {"SGBM": [computed], "teacher cache hit (SGBM entries)": [hit]}
     text = teacher_cost.section("cmd", args, 1, runs, 10.0, (None, None))
     assert "| SGBM |" in text and "| teacher cache hit (SGBM entries) |" in text and "(1 round) |" in text
+
+
+@pytest.mark.slow
+def test_teacher_cost_child_times_the_dense_dis_teacher():
+    dis = teacher_cost.child({"method": "dis", "width": 256, "height": 96, "pairs": 1, "threads": 1})
+    assert dis["seconds"] > 0 and 0.3 < dis["valid"] <= 1.0  # dense: a flow kept at most pixels
+    assert "dis" in {method for _, method, _ in teacher_cost.ROWS}
 
 
 # --------------------------------------------------------------------------------------- quantization
@@ -211,6 +221,16 @@ def test_quantization_section_states_the_relative_abs_rel_cost_against_float32()
     assert "abs_rel 0.2000 -> 0.2030 (+1.50 % relative to float32; target <= +2 %: met)" in text
     assert "abs_rel 0.2000 -> 0.2050 (+2.50 % relative to float32; target <= +2 %: NOT met)" in text
     assert "calibration: 32 of 120 frames of the world" in text
+    given = quantization.section("cmd", cfg, results, None, 60.0, "runs/m.pt")
+    assert "(model runs/m.pt, given by --checkpoint: its configuration below)" in given
+
+
+def test_quantization_budget_is_the_ablations_for_one_seed_with_the_fgdepth_preset(tmp_path):
+    args = quantization.parse_args(["--seed", "3", "--steps", "7", "--out", str(tmp_path)])
+    overrides = quantization.budget(args, tmp_path)
+    cfg = quantization.load_config(quantization.ablation.BASE_CONFIG, overrides)
+    assert (cfg.loss.preset, cfg.train.max_steps, cfg.train.seed, cfg.data.synth.seed) == ("fgdepth", 7, 3, 3)
+    assert cfg.data.path == str(tmp_path / "world")  # the world is rendered in the work folder
 
 
 def test_backend_predictor_scales_by_the_focal_ratio():
