@@ -302,7 +302,8 @@ class LossConfig(Section):
 
     ``preset`` names a row of the ablation table and stands for its photometric_mask, use_dr and use_fp: in
     YAML it is expanded first, keys it does not set (``lambda_fp: 0.5``) then apply, and a key that
-    contradicts it is refused (``preset: custom`` takes the keys as written).
+    contradicts it is refused (``preset: custom`` takes the keys as written). A preset given with ``--set``
+    replaces the file's three keys instead of contradicting them.
     """
 
     preset: str = setting(
