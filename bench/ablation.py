@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
 
 from fg_depth_core.commands import add_set_argument  # noqa: E402
 from fg_depth_core.config import LOSS_PRESETS, PAPER_PRESETS, load_config  # noqa: E402
-from tools.ablation_report import seeds_report  # noqa: E402
+from tools.ablation_report import seeds_report, verdict  # noqa: E402
 from tools.results import RESULTS_MD, machine_description, write_section  # noqa: E402
 
 SECTION = "## Ablation on the built-in world"
@@ -294,6 +294,13 @@ def section(
             *report["differences"],
             "",
             *[f"- {v}" for v in report["verdicts"]],
+        ]
+    # A variant against the preset it modifies, paired the same way (what its extra settings change).
+    if len(seeds) >= 2:
+        lines += [
+            f"- {verdict(results, name, preset, seeds)}"
+            for name, preset, extra in rows
+            if extra and preset in names and preset != "baseline"
         ]
     return "\n".join(lines) + "\n"
 

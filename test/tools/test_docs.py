@@ -397,12 +397,12 @@ torchrun --nproc_per_node=2 -m fg_depth_core train --out runs/x
 def test_readme_checker_catches_files_links_and_numbers():
     text = README.read_text(encoding="utf-8")
     broken = text.replace("docs/NODE.md", "docs/NOSUCH.md") + "\nUse config/nosuch.yaml.\n"
-    broken = broken.replace("| 0.2662 |", "| 0.2663 |", 1)
+    broken = broken.replace("| 0.3025 ± ", "| 0.3026 ± ", 1)
     problems = "\n".join(check_readme(broken))
     assert "link to docs/NOSUCH.md: no such file" in problems
     assert "does not link to docs/NODE.md" in problems
     assert "config/nosuch.yaml: named in README.md but missing" in problems
-    assert "0.2663" in problems
+    assert "0.3026" in problems
 
 
 def test_readme_checker_catches_a_config_that_does_not_load(tmp_path):
