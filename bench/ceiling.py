@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
 from fg_depth_core.commands.bench import parse_size, prepare_models, usable_cores  # noqa: E402
-from tools.isolated import load_average, median_seconds, run_isolated  # noqa: E402
+from tools.isolated import load_average, load_phrase, median_seconds, run_isolated  # noqa: E402
 from tools.results import RESULTS_MD, machine_description, write_section  # noqa: E402
 
 SECTION = "## Inference on CPU: the ceiling"
@@ -221,12 +221,7 @@ def section(
                 f"| {m['gflops']:.1f} | {m['peak']:.0f} ({dtype}) | "
                 f"{100 * m['fraction']:.0f} % |"
             )
-    load_line = (
-        f"; 1-minute load average {load[0]:.2f} before, {load[1]:.2f} after (the cores were shared with "
-        "other engineers' jobs; a load above the core count means others ran)"
-        if load[0] is not None and load[1] is not None
-        else ""
-    )
+    load_line = load_phrase(load, "the peaks and fractions are lower than on a quiet CPU")
     lines = [
         SECTION,
         "",

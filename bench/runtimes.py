@@ -45,6 +45,7 @@ from fg_depth_core.commands.bench import (  # noqa: E402
 from tools.isolated import (  # noqa: E402
     describe_ratios,
     load_average,
+    load_phrase,
     median_seconds,
     per_round_ratio,
     run_isolated,
@@ -185,12 +186,7 @@ def section(
                 f"- {network}: {candidate} runs {describe_ratios(ratios)} the throughput of {reference}."
             )
         decisions.append(decide(network, seconds))
-    load_line = (
-        f"; 1-minute load average {load[0]:.2f} before, {load[1]:.2f} after (other engineers' jobs "
-        "shared the cores: compare rows by the per-round ratios)"
-        if load[0] is not None and load[1] is not None
-        else ""
-    )
+    load_line = load_phrase(load, "compare rows by the per-round ratios")
     lines = [
         SECTION,
         "",

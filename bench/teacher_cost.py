@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
 from fg_depth_core.commands.bench import parse_size, usable_cores  # noqa: E402
-from tools.isolated import describe_ratios, load_average, per_round_ratio, run_isolated  # noqa: E402
+from tools.isolated import describe_ratios, load_average, load_phrase, per_round_ratio, run_isolated  # noqa: E402
 from tools.results import RESULTS_MD, machine_description, write_section  # noqa: E402
 
 SECTION = "## Teacher cost per pair"
@@ -114,12 +114,7 @@ def section(
             f"| {name} | {per_round} | {1e3 * median:.1f} | "
             f"{1 / median:.1f} | {100 * statistics.mean(r['valid'] for r in ok):.0f} % | {relative} |"
         )
-    load_line = (
-        f"; 1-minute load average {load[0]:.2f} before, {load[1]:.2f} after (other engineers' jobs shared "
-        "the cores: the relative column compares within a round)"
-        if load[0] is not None and load[1] is not None
-        else ""
-    )
+    load_line = load_phrase(load, "the relative column compares within a round")
     lines = [
         SECTION,
         "",

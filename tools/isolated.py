@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from tools.checkout import ROOT
 
@@ -82,3 +82,17 @@ def describe_ratios(ratios: Sequence[float]) -> str:
 def load_average() -> Optional[float]:
     """The 1-minute load average (None where the OS has none)."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def load_phrase(load: Tuple[Optional[float], Optional[float]], advice: str) -> str:
+    """``"; 1-minute load average B before, A after"`` for a section's date line ("" where the OS has no
+    load average), saying that other jobs shared the CPU, and ``advice`` on reading the rows, only where
+    the load rose above the core count."""
+    before, after = load
+    if before is None or after is None:
+        return ""
+    text = f"; 1-minute load average {before:.2f} before, {after:.2f} after"
+    cores = os.cpu_count() or 1
+    if max(before, after) > cores:
+        text += f" (above the {cores} cores: other jobs shared the CPU; {advice})"
+    return text

@@ -15,7 +15,7 @@ import torch
 from bench import ceiling, gpu_inference, quantization, runtimes, teacher_cost
 from fg_depth_core.commands.bench import best_run, round_ratio, summarize
 from tools.inference_report import verdicts
-from tools.isolated import describe_ratios, median_seconds, per_round_ratio, run_isolated
+from tools.isolated import describe_ratios, load_phrase, median_seconds, per_round_ratio, run_isolated
 
 
 def _row(backend, precision, fps_by_round, network="640x192"):
@@ -279,3 +279,13 @@ def test_gpu_script_runs_its_logic_on_the_cpu_and_refuses_to_write_cpu_numbers(t
     text = capsys.readouterr().out
     assert "| forward fp32, CUDA graph | skipped: CUDA graphs need CUDA |" in text
     assert "- Pre/post-processing and copies:" in text and "of the float32 forward pass" in text
+
+
+def test_the_load_line_says_the_cpu_was_shared_only_when_it_was(monkeypatch):
+    monkeypatch.setattr("tools.isolated.os.cpu_count", lambda: 2)
+    quiet = load_phrase((0.34, 1.84), "compare within a round")
+    assert quiet == "; 1-minute load average 0.34 before, 1.84 after"
+    busy = load_phrase((1.5, 5.23), "compare within a round")
+    assert busy.startswith("; 1-minute load average 1.50 before, 5.23 after (above the 2 cores")
+    assert busy.endswith("compare within a round)")
+    assert load_phrase((None, 1.0), "x") == ""
