@@ -198,9 +198,10 @@ def section(
         "same protocol. The ONNX models run in ONNX Runtime on the CPU.",
         "",
         f"- Command: `{command}`",
-        f"- Machine: {machine_description()}; shared with other engineers' jobs (only accuracy is reported)",
+        f"- Machine: {machine_description()} (only accuracy is reported, so the CPU's load does not matter)",
         f"- Date: {datetime.date.today().isoformat()}; wall time {total_s / 60:.1f} min (model {trained})",
-        f"- Model: preset {PRESET}, {cfg.train.max_steps} steps of batch {cfg.train.batch_size} at "
+        f"- Model: preset {cfg.loss.preset} (L_dr in {cfg.loss.dr_units}), {cfg.train.max_steps} steps of "
+        f"batch {cfg.train.batch_size} at "
         f"{cfg.data.width}x{cfg.data.height}, Adam lr {cfg.train.learning_rate:g}, {cfg.model.encoder}, seed "
         f"{cfg.train.seed}; {cfg.data.synth.train_frames} training pairs of config/train_synth.yaml's world, "
         f"teacher {cfg.teacher.method} (bench/ablation.py's budget)",
