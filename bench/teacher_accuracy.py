@@ -10,6 +10,7 @@ image and per vertical band (left to right: SGBM without padding leaves the left
     .venv/bin/python bench/teacher_accuracy.py --size 256x96
     .venv/bin/python bench/teacher_accuracy.py --size 640x192 --set teacher.sgbm.num_disparities=96
     .venv/bin/python bench/teacher_accuracy.py --size 256x96 --set teacher.method=dis
+    .venv/bin/python bench/teacher_accuracy.py --size 256x96 --unpadded-sgbm   # SGBM before issue 14
     .venv/bin/python bench/teacher_accuracy.py --size 256x96 --set teacher.resolution=raw \\
         --set teacher.sgbm.num_disparities=96          # SGBM at the rendered 640x192, flow scaled to 256x96
 """
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from fg_depth_core import stereo_matching  # noqa: E402
 from fg_depth_core.config import load_config  # noqa: E402
 from fg_depth_core.data.base import to_sample  # noqa: E402
 from fg_depth_core.data.world import render_frame  # noqa: E402
@@ -47,6 +49,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--bands", type=int, default=8, help="vertical bands of the per-band coverage")
     p.add_argument("--config", default=str(ROOT / "config" / "train_synth.yaml"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument(
+        "--unpadded-sgbm",
+        action="store_true",
+        help="SGBM without its left padding, as OpenCV matches by itself (the teacher before issue 14): "
+        "what the padding adds",
+    )
     return p.parse_args(argv)
 
 
@@ -54,6 +62,9 @@ def evaluate(args: argparse.Namespace) -> Dict[str, object]:
     """Metrics on M_fp, coverage of the ground truth overall and per band, and seconds per pair."""
     width, height = (int(v) for v in args.size.lower().split("x"))
     cfg = load_config(args.config, args.set)
+    if args.unpadded_sgbm:
+        # sgbm_disparity reads the module's left_padding at each call: no columns added, none cropped.
+        stereo_matching.left_padding = lambda matcher: 0
     teacher = build_teacher(cfg.teacher)
     lo, hi = cfg.eval.min_depth, cfg.eval.max_depth
     gts, preds, covers, in_ranges = [], [], [], []
@@ -115,7 +126,8 @@ def report(args: argparse.Namespace, result: Dict[str, object]) -> List[str]:
     m = result["metrics"]
     bands = ", ".join(f"{b:.0%}" for b in result["bands"])
     return [
-        f"teacher {cfg.teacher.method} (resolution {cfg.teacher.resolution}) scored at {width}x{height}, "
+        f"teacher {cfg.teacher.method}{' (unpadded)' if args.unpadded_sgbm else ''} (resolution "
+        f"{cfg.teacher.resolution}) scored at {width}x{height}, "
         f"{args.frames} test frames: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()),
         f"  M_fp covers {result['coverage']:.0%} of the ground-truth pixels; per band, left to right "
         f"({args.bands} bands): {bands}",
