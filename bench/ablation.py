@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
 from fg_depth_core.commands import add_set_argument  # noqa: E402
 from fg_depth_core.config import LOSS_PRESETS, PAPER_PRESETS, load_config  # noqa: E402
 from tools.ablation_report import seeds_report, verdict  # noqa: E402
+from tools.isolated import load_average, load_phrase  # noqa: E402
 from tools.results import RESULTS_MD, machine_description, write_section  # noqa: E402
 
 SECTION = "## Ablation on the built-in world"
@@ -227,11 +228,6 @@ def run_row(row: Row, overrides: List[str], seed_dir: Path, threads: int, echo: 
     return {**metrics, "train_s": train_s, "eval_s": eval_s}
 
 
-def machine() -> str:
-    """nproc, CPU model, Python and torch versions, and the threads each training used."""
-    return machine_description()
-
-
 def section(
     args: argparse.Namespace,
     cfg: Any,
@@ -240,7 +236,7 @@ def section(
     prep_s: float,
     total_s: float,
     argv: Sequence[str],
-    load: Tuple[float, float] = (float("nan"), float("nan")),
+    load: Tuple[Optional[float], Optional[float]] = (None, None),
 ) -> str:
     """The RESULTS.md section: command, machine, date, budget, the tables over seeds, the verdicts."""
     names = [r[0] for r in rows]
@@ -261,9 +257,9 @@ def section(
         "sample standard deviation over the seeds.",
         "",
         f"- Command: `{command}`",
-        f"- Machine: {machine()}; {threads_per_job(args.jobs)} torch thread(s) per training, {args.jobs} "
-        f"training(s) at once; 1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end "
-        "(above the core count: other jobs shared the CPU)",
+        f"- Machine: {machine_description()}; {threads_per_job(args.jobs)} torch thread(s) per training, "
+        f"{args.jobs} training(s) at once"
+        + load_phrase(load, "the paired differences compare runs of one seed, not their times"),
         f"- Date: {datetime.date.today().isoformat()}; wall time {total_s / 60:.1f} min (worlds + teacher "
         f"caches {prep_s / 60:.1f} min; training {train_min:.1f} min summed over {len(runs)} runs)",
         f"- Budget per run: {args.steps} steps of batch {args.batch_size} at {args.width}x{args.height}, "
@@ -345,7 +341,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     store = Store(out / RESULTS_JSON, args.resume)
     meta = {"argv": argv, "rows": [list(r[:2]) + [list(r[2])] for r in rows], "seeds": seeds}
     start = time.time()
-    load_start = os.getloadavg()[0]
+    load_start = load_average()
     print(
         f"ablation: rows {', '.join(r[0] for r in rows)}; seeds {seeds}; {args.steps} steps each; "
         f"{args.jobs} at once; work folder {out}",
@@ -380,7 +376,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 flush=True,
             )
     total_s = time.time() - start
-    text = section(args, cfg, rows, store.results(), prep_s, total_s, argv, (load_start, os.getloadavg()[0]))
+    text = section(args, cfg, rows, store.results(), prep_s, total_s, argv, (load_start, load_average()))
     (out / "section.md").write_text(text)
     print()
     print(text)

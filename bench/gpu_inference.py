@@ -187,8 +187,9 @@ def estimator_rows(checkpoint: Path, device: Any, timer: Timer, image: Any) -> L
     rows = []
     for precision in ("fp32", "fp16"):
         name = f"DepthEstimator.predict, torch backend, {precision}"
-        if device.type != "cuda" and precision == "fp16":
-            rows.append({"name": name, "skipped": "fp16 needs CUDA"})
+        reason = skip_reason(precision, False, device)
+        if reason:
+            rows.append({"name": name, "skipped": reason})
             continue
         estimator = DepthEstimator(checkpoint, "torch", name_of, precision)
         samples = timer.samples(lambda estimator=estimator: estimator.predict(image, camera))

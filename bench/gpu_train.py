@@ -248,8 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for preset in args.presets:
         print(f"== {preset}", flush=True)
         r = train_preset(args, preset, sets, out)
-        device = "cpu" if args.device == "cpu" else args.device
-        r["metrics"] = evaluate(out / preset, out / "world", device)
+        r["metrics"] = evaluate(out / preset, out / "world", args.device)
         results.append(r)
         print(
             f"   {preset}: {r['steps_per_s']:.2f} steps/s, {r['images_per_s']:.1f} images/s, autocast "

@@ -25,7 +25,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a source checkout
@@ -118,8 +118,9 @@ class BackendPredictor:
         return self.predict_batch([sample])[0]
 
 
-def score(checkpoint: Path, out: Path, frame_counts: List[int]) -> Dict[str, Dict[str, Any]]:
-    """Metrics of the checkpoint (PyTorch), its float32 .onnx and one int8 .onnx per calibration count."""
+def score(checkpoint: Path, out: Path, frame_counts: List[int]) -> Tuple[Dict[str, Dict[str, Any]], Any]:
+    """Metrics of the checkpoint (PyTorch), its float32 .onnx and one int8 .onnx per calibration count, and
+    the checkpoint's configuration."""
     import dataclasses
 
     import torch
@@ -155,7 +156,7 @@ def score(checkpoint: Path, out: Path, frame_counts: List[int]) -> Dict[str, Dic
         extra = {"path": str(path), "calibration": lines[-1], "export_s": time.time() - start}
         used = lines[-1].split(" on ", 1)[-1].split()[0]  # "N of M frames of ...": fewer when M < count
         run(f"ONNX int8, {used} calibration frames", BackendPredictor(OnnxRuntimeBackend(path)), extra)
-    return results
+    return results, cfg
 
 
 def section(
@@ -231,10 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         overrides = budget(args, out)
         ablation.prepare(overrides, out)
         trained = train(overrides, out)
-    from fg_depth_core.model.checkpoint import load_model
-
-    _, cfg, _ = load_model(trained["checkpoint"], "cpu")
-    results = score(trained["checkpoint"], out, args.calibration_frames)
+    results, cfg = score(trained["checkpoint"], out, args.calibration_frames)
     (out / "quantization.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     command = " ".join(["python", "bench/quantization.py", *map(shlex.quote, argv)])
     text = section(command, cfg, results, trained["train_s"], time.time() - start, args.checkpoint)

@@ -100,15 +100,12 @@ def evaluate(args: argparse.Namespace) -> Dict[str, object]:
         covers.append(sel)
         in_ranges.append(in_range)
     m = depth_metrics(np.concatenate(gts), np.concatenate(preds))
-    cover = np.stack(covers)
-    in_range = np.stack(in_ranges)
-    # Per band: covered ground-truth pixels over ground-truth pixels of that band, all frames pooled.
+    # The frames stacked vertically: per band, covered ground-truth pixels over that band's, frames pooled.
+    cover = np.concatenate(covers, axis=0)
+    in_range = np.concatenate(in_ranges, axis=0)
     per_band = [
         c / max(r, 1e-9)
-        for c, r in zip(
-            band_coverage(np.concatenate(list(cover), axis=0), args.bands),
-            band_coverage(np.concatenate(list(in_range), axis=0), args.bands),
-        )
+        for c, r in zip(band_coverage(cover, args.bands), band_coverage(in_range, args.bands))
     ]
     return {
         "cfg": cfg,

@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List
 
-from fg_depth_core.commands.bench import BENCH_CALIBRATION_FRAMES, BenchRun, parse_size, round_ratio, table
+from fg_depth_core.commands.bench import (
+    BENCH_CALIBRATION_FRAMES,
+    BenchRun,
+    parse_size,
+    round_ratio,
+    round_ratios,
+    table,
+)
+from tools.isolated import describe_ratios
 from tools.results import machine_description, write_section
 
 CPU_SECTION = "## Inference on CPU"
@@ -25,14 +33,8 @@ INT8_TARGET_NETWORK = "640x192"
 def speedup(faster: Dict[str, Any], slower: Dict[str, Any]) -> str:
     """ "2.51x (median of 3 rounds, 2.40-2.73)" from the rows' per-round throughputs, or the ratio of their
     frames/s where they share no round."""
-    ratio = round_ratio(faster, slower)
-    if ratio is None:
-        return f"{faster['fps'] / slower['fps']:.2f}x"
-    if ratio["rounds"] == 1:
-        return f"{ratio['median']:.2f}x (1 round)"
-    return (
-        f"{ratio['median']:.2f}x (median of {ratio['rounds']} rounds, {ratio['min']:.2f}-{ratio['max']:.2f})"
-    )
+    ratios = round_ratios(faster, slower)
+    return describe_ratios(ratios) if ratios else f"{faster['fps'] / slower['fps']:.2f}x"
 
 
 def _ratio_value(faster: Dict[str, Any], slower: Dict[str, Any]) -> float:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from fg_depth_core.commands.bench import child_result, load_average  # noqa: F401 (load_average: for the benches)
 from tools.checkout import ROOT
 
 _CHILD = (
@@ -56,10 +57,7 @@ def run_isolated(
         env=env,
         check=False,
     )
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        return {"error": lines[-1] if lines else f"exit status {done.returncode}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return child_result(done)
 
 
 def per_round_ratio(
@@ -77,11 +75,6 @@ def describe_ratios(ratios: Sequence[float]) -> str:
         return f"{ratios[0]:.2f}x (1 round)"
     spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
     return f"{statistics.median(ratios):.2f}x (median of {len(ratios)} rounds, {spread})"
-
-
-def load_average() -> Optional[float]:
-    """The 1-minute load average (None where the OS has none)."""
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def load_phrase(load: Tuple[Optional[float], Optional[float]], advice: str) -> str:

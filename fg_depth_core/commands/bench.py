@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -285,6 +286,12 @@ def run_row(spec: Dict[str, Any]) -> Dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(spec)], capture_output=True, text=True, env=env, check=False
     )
+    return child_result(done)
+
+
+def child_result(done: "subprocess.CompletedProcess[str]") -> Dict[str, Any]:
+    """A measuring child's report: the JSON object on its last line of output, or {"error": its last line
+    of error output} when it failed."""
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         return {"error": lines[-1] if lines else f"exit status {done.returncode}"}
@@ -419,19 +426,21 @@ def round_ratio(faster: Dict[str, Any], slower: Dict[str, Any]) -> Optional[Dict
     """Throughput of row ``faster`` over row ``slower`` in each round both ran (rows of :func:`best_run`):
     {"median", "min", "max", "rounds"}; None when they share no round. Rows of one round ran within the
     same minutes, so each round's ratio sees one load of a shared machine."""
-    import numpy as np
-
-    a, b = faster.get("fps_by_round") or {}, slower.get("fps_by_round") or {}
-    shared = sorted(set(a) & set(b))
-    if not shared:
+    ratios = round_ratios(faster, slower)
+    if not ratios:
         return None
-    ratios = np.array([a[k] / b[k] for k in shared])
     return {
-        "median": float(np.median(ratios)),
-        "min": float(ratios.min()),
-        "max": float(ratios.max()),
-        "rounds": len(shared),
+        "median": statistics.median(ratios),
+        "min": min(ratios),
+        "max": max(ratios),
+        "rounds": len(ratios),
     }
+
+
+def round_ratios(faster: Dict[str, Any], slower: Dict[str, Any]) -> List[float]:
+    """Throughput of row ``faster`` over row ``slower`` in each round both ran, in round order."""
+    a, b = faster.get("fps_by_round") or {}, slower.get("fps_by_round") or {}
+    return [a[k] / b[k] for k in sorted(set(a) & set(b))]
 
 
 def table(rows: List[Dict[str, Any]]) -> List[str]:
@@ -481,6 +490,7 @@ class BenchRun:
 
 
 def load_average() -> Optional[float]:
+    """The 1-minute load average (None where the OS has none)."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 

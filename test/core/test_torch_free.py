@@ -94,22 +94,25 @@ def onnx_model(tmp_path_factory, write_depthnet_checkpoint) -> Path:
     return path
 
 
-@pytest.mark.slow
-def test_onnx_inference_converts_predicts_and_colours_without_importing_torch(onnx_model, tmp_path):
-    frame = _frame()
-    frame_json, out = tmp_path / "frame.json", tmp_path / "depth.npy"
-    frame_json.write_text(json.dumps(frame))
+def _run_torch_free_child(script: str, *argv: str) -> dict:
+    """``script`` in a fresh interpreter; its report (the JSON on its last line), after checking that it
+    succeeded and never imported torch (the lookups of torch named if it did)."""
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(onnx_model), str(frame_json), str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-c", script, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     lookups = "\n".join(report["torch_lookups"])
     assert report["torch_modules"] == [], f"torch was imported; the lookups of torch:\n{lookups}"
+    return report
+
+
+@pytest.mark.slow
+def test_onnx_inference_converts_predicts_and_colours_without_importing_torch(onnx_model, tmp_path):
+    frame = _frame()
+    frame_json, out = tmp_path / "frame.json", tmp_path / "depth.npy"
+    frame_json.write_text(json.dumps(frame))
+    report = _run_torch_free_child(CHILD, str(onnx_model), str(frame_json), str(out))
     assert report["colour"] == [[FRAME_H, FRAME_W, 3], "uint8"]
     # The child predicted what this process predicts for the same frame (its own conversions included).
     image = SimpleNamespace(**frame["image"])
@@ -167,17 +170,7 @@ def test_tensorrt_inference_on_an_engine_never_imports_torch(tmp_path):
     engine, out = tmp_path / "net.engine", tmp_path / "depth.npy"
     engine.write_bytes(FakeTensorRTRuntime.ENGINE_BYTES)
     write_engine_info(engine, info, "fp32", FakeTensorRTRuntime.__version__, "ab" * 32)
-    done = subprocess.run(
-        [sys.executable, "-c", TENSORRT_CHILD, str(engine), str(ROOT / "test"), str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    lookups = "\n".join(report["torch_lookups"])
-    assert report["torch_modules"] == [], f"torch was imported; the lookups of torch:\n{lookups}"
+    report = _run_torch_free_child(TENSORRT_CHILD, str(engine), str(ROOT / "test"), str(out))
     assert report["backend"] == "tensorrt" and report["runs"] == 1
     assert report["held"] == {"device": 0, "pinned": 0, "streams": 0}
     rgb = (np.arange(75 * 250 * 3) * 7 % 251).astype(np.uint8).reshape(75, 250, 3)
