@@ -17,7 +17,7 @@ import torch
 from fg_depth_core import geometry
 from fg_depth_core.config import LossConfig
 from fg_depth_core.errors import FgDepthError
-from fg_depth_core.losses import dr_penalty, pe, prior_flow_mask, pseudo_depth
+from fg_depth_core.losses import cfg_prior_flow_mask, dr_penalty, fp_teacher_flow, pe, pseudo_depth
 
 #: The curves reported per pixel, in plotting order.
 CURVE_NAMES = ("photometric", "dr", "fp", "fd")
@@ -119,8 +119,9 @@ def loss_curves(
     margin = check_pixels(pixels, w, h, window)
     half = window // 2
     pseudo, _ = pseudo_depth(teacher_flow, focal, baseline, doffs)
-    fp_mask = prior_flow_mask(teacher_flow, teacher_valid, focal, baseline, cfg.prior_mask_max_depth, doffs)
-    flow_recon, _ = geometry.flow_warp(source, teacher_flow)
+    # The targets exactly as training builds them (losses.total_loss): delta's reading, L_fp's flow.
+    fp_mask = cfg_prior_flow_mask(teacher_flow, teacher_valid, focal, baseline, cfg, doffs)
+    flow_recon, _ = geometry.flow_warp(source, fp_teacher_flow(teacher_flow, cfg))
     z = torch.as_tensor(depths, dtype=target.dtype).reshape(-1, 1, 1, 1)
     curves = []
     for i, (u, v) in enumerate(pixels):
@@ -152,6 +153,7 @@ def loss_curves(
             cfg.dr_penalty,
             cfg.berhu_fraction,
             mask=crop_mask,
+            units=cfg.dr_units,
         )[inner]
         fp_map = pe(depth_recon, flow_recon[:, :, rows, cols].expand(n, -1, -1, -1), cfg.ssim_alpha)[inner]
         dr = torch.where(count > 0, (dr_map * mask).sum(dim=(1, 2, 3)) / count.clamp(min=1), nan)

@@ -130,6 +130,14 @@ def cfg_prior_flow_mask(
     )
 
 
+def fp_teacher_flow(teacher_flow: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """The teacher flow (B,2,H,W) pixels that L_fp's flow warp uses: its vertical component set to 0 when
+    ``cfg.fp_horizontal_only`` (the depth warp is horizontal), else the flow as it is."""
+    if not cfg.fp_horizontal_only:
+        return teacher_flow
+    return torch.cat((teacher_flow[:, :1], torch.zeros_like(teacher_flow[:, 1:])), dim=1)
+
+
 # ----------------------------------------------------------------------------------------------- terms
 
 
@@ -317,10 +325,7 @@ def total_loss(
             prior = cfg_prior_flow_mask(teacher_flow, teacher_valid, focal, baseline, cfg, doffs)
             target_depth, _ = pseudo_depth(teacher_flow, focal, baseline, doffs)
             if cfg.use_fp:
-                fp_flow = teacher_flow
-                if cfg.fp_horizontal_only:
-                    fp_flow = torch.cat((teacher_flow[:, :1], torch.zeros_like(teacher_flow[:, 1:])), dim=1)
-                flow_recon, _ = flow_warp(source, fp_flow)
+                flow_recon, _ = flow_warp(source, fp_teacher_flow(teacher_flow, cfg))
         pe_identity = pe(target, source, alpha) if cfg.photometric_mask in AUTO_MASKS else None
         # Monodepth2's averaging: every pixel the auto-mask decides counts, a rejected one with its identity
         # error (a constant); M_fp pixels of flow_prior_auto always count with their warped error.

@@ -206,3 +206,31 @@ def test_pick_pixels_refuses_an_image_too_small_for_the_margin():
 
     with pytest.raises(LossCurveError, match="more than twice the margin"):
         pick_pixels(np.zeros((6, 40, 3), np.uint8), np.ones((6, 40), np.float32), 3)
+
+
+def test_the_curves_use_the_loss_settings_training_uses():
+    """L_dr in the configured units, L_fp with the horizontal teacher flow and delta read as configured,
+    as losses.total_loss builds them: a curve of another loss than the one trained would mislead."""
+    frame = _exposure_trap()
+    target, source = to_tensor(frame.left), to_tensor(frame.right)
+    disparity = torch.from_numpy(frame.disparity_left)[None, None]
+    # A teacher with a spurious vertical component, as RAFT's or DIS's flow has.
+    flow = flow_from_disparity(disparity) + torch.tensor([0.0, 1.5]).reshape(1, 2, 1, 1)
+    valid = torch.ones_like(disparity, dtype=torch.bool)
+    depths = depth_hypotheses(2.0, 30.0, 57)
+    pixels = [(135, 64)]
+
+    def curve(**overrides):
+        (c,) = loss_curves(target, source, F, B, flow, valid, pixels, depths, LossConfig(**overrides))
+        return c.losses
+
+    # The residual against the teacher's pseudo depth (the rendered wall's, Z to a fraction of a millimetre).
+    relative, metres = np.abs(depths - Z) / Z, np.abs(depths - Z)
+    np.testing.assert_allclose(curve(dr_units="relative")["dr"], np.log1p(relative), atol=1e-3)
+    np.testing.assert_allclose(curve(dr_units="metres")["dr"], np.log1p(metres), atol=1e-3)
+    # Without the vertical flow the flow warp is the depth warp at the true depth: L_fp nearly 0 there.
+    at_z = int(np.argmin(np.abs(depths - Z)))
+    horizontal, full = curve(fp_horizontal_only=True)["fp"], curve(fp_horizontal_only=False)["fp"]
+    assert horizontal[at_z] < 0.2 * full[at_z], (horizontal[at_z], full[at_z])
+    # delta as a disparity bound of 1 px drops every pixel of this wall (f * B / Z = 10 px): no L_dr at all.
+    assert np.isnan(curve(delta_reading="disparity", prior_mask_max_disparity=1.0)["dr"]).all()
