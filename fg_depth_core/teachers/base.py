@@ -78,6 +78,10 @@ def check_pair(target: torch.Tensor, source: torch.Tensor) -> None:
 class Teacher(abc.ABC):
     """Dense correspondence on rectified stereo pairs; images are (B,3,H,W) float in [0, 1]."""
 
+    #: Whether the teacher runs on the CPU only, so that DataLoader worker processes parallelise it (a GPU
+    #: teacher stays in the training process).
+    parallel_on_cpu = False
+
     def flow(
         self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool = True, doffs: Doffs = 0.0
     ) -> TeacherOutput:

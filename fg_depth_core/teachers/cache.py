@@ -82,6 +82,14 @@ class CachedTeacher(Teacher):
         except OSError as exc:
             raise TeacherError(f"{self.cache_dir}: cannot create the cache directory: {exc}") from None
 
+    @property
+    def parallel_on_cpu(self) -> bool:  # type: ignore[override]
+        return self.teacher.parallel_on_cpu
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # A copy (a DataLoader worker's) counts its own hits and misses from zero.
+        return (type(self), (self.teacher, str(self.cache_dir), self.flow_dtype))
+
     def identity(self) -> Dict[str, Any]:
         return self.teacher.identity()
 

@@ -32,28 +32,6 @@ from fg_depth_core.teachers.cache import CachedTeacher
 DIRECTIONS = ("lr", "rl")
 
 
-def _freeze(teacher: Teacher) -> Tuple[Any, ...]:
-    """A picklable description of ``teacher`` (see :func:`_thaw`)."""
-    from fg_depth_core.teachers.sgm import SgbmTeacher
-
-    if isinstance(teacher, CachedTeacher):
-        return ("cached", _freeze(teacher.teacher), str(teacher.cache_dir), teacher.flow_dtype)
-    if isinstance(teacher, SgbmTeacher):
-        return ("sgbm", teacher.cfg)
-    return ("object", teacher)
-
-
-def _thaw(frozen: Tuple[Any, ...]) -> Teacher:
-    kind = frozen[0]
-    if kind == "cached":
-        return CachedTeacher(_thaw(frozen[1]), frozen[2], flow_dtype=frozen[3])
-    if kind == "sgbm":
-        from fg_depth_core.teachers.sgm import SgbmTeacher
-
-        return SgbmTeacher(frozen[1])
-    return frozen[1]
-
-
 def _in_worker() -> bool:
     return torch.utils.data.get_worker_info() is not None
 
@@ -179,15 +157,7 @@ class WithTeacher(torch.utils.data.Dataset):
         state = dict(self.__dict__)
         if self._config is not None:
             state["_teacher"] = None  # rebuilt lazily in the receiving process
-        elif self._teacher is not None:
-            state["_teacher"] = _freeze(self._teacher)
         return state
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        frozen = state.get("_teacher")
-        if isinstance(frozen, tuple):
-            state["_teacher"] = _thaw(frozen)
-        self.__dict__.update(state)
 
 
 def precompute_teacher(

@@ -27,9 +27,15 @@ _PRESETS = {
 class DisTeacher(Teacher):
     """OpenCV DIS optical flow on grayscale views; both directions from one call (forward-backward check)."""
 
+    parallel_on_cpu = True
+
     def __init__(self, cfg: DisConfig) -> None:
         self.cfg = cfg
         self._dis = cv2.DISOpticalFlow_create(_PRESETS[cfg.preset])
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # cv2.DISOpticalFlow does not pickle: a copy (a DataLoader worker's) builds its own from the config.
+        return (type(self), (self.cfg,))
 
     def identity(self) -> Dict[str, Any]:
         return {"method": "dis", "dis": dataclasses.asdict(self.cfg), "opencv": cv2.__version__}

@@ -35,9 +35,15 @@ def to_gray_u8(image: torch.Tensor) -> np.ndarray:
 class SgbmTeacher(Teacher):
     """StereoSGBM as a disparity-only teacher; runs on the CPU, returns tensors on the input's device."""
 
+    parallel_on_cpu = True
+
     def __init__(self, cfg: SgbmConfig) -> None:
         self.cfg = cfg
         self._matchers = {0: create_matcher(cfg)}
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # OpenCV's matchers do not pickle: a copy (a DataLoader worker's) builds its own from the config.
+        return (type(self), (self.cfg,))
 
     def _matcher(self, doffs: float) -> Any:
         """The matcher whose search starts where a rig with offset ``doffs`` needs it (one per start)."""

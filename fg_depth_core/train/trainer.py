@@ -424,8 +424,7 @@ class Trainer:
         teacher_cfg = dataclasses.replace(self.cfg.teacher, cache_dir=cache_dir)
         teacher = build_teacher(teacher_cfg, self.device)
         wrapped = [WithTeacher(ds, teacher, resolution=teacher_cfg.resolution) for ds in sets]
-        # SGBM runs on the CPU, so DataLoader workers parallelise it; a GPU teacher stays in this process.
-        workers = self.cfg.data.num_workers if teacher_cfg.method == "sgbm" else 0
+        workers = self.cfg.data.num_workers if teacher.parallel_on_cpu else 0
         for ds in wrapped:
             part = (
                 torch.utils.data.Subset(ds, shard_indices(len(ds), self.ctx)) if self.ctx.distributed else ds

@@ -94,6 +94,19 @@ def test_wrapper_pickles_with_an_sgbm_teacher_inside_a_cache(world, tmp_path):
     assert torch.equal(got["flow_lr"], expected["flow_lr"])
 
 
+def test_the_dis_teacher_pickles_and_is_parallelised_on_the_cpu_like_sgbm(world, tmp_path):
+    from fg_depth_core.config import DisConfig
+    from fg_depth_core.teachers.dis import DisTeacher
+
+    ds = WithTeacher(world, CachedTeacher(DisTeacher(DisConfig()), tmp_path / "cache"))
+    expected = ds[1]
+    clone = pickle.loads(pickle.dumps(ds))  # cv2.DISOpticalFlow itself cannot be pickled
+    assert isinstance(clone.teacher.teacher, DisTeacher) and clone.teacher.hits == 0
+    assert torch.equal(clone[1]["flow_lr"], expected["flow_lr"])
+    # CPU-only teachers get the DataLoader's workers when the cache is filled, through the cache wrapper too.
+    assert clone.teacher.parallel_on_cpu and SgbmTeacher(SGBM).parallel_on_cpu
+
+
 def test_dataloader_with_two_workers_and_a_subset(world, tmp_path):
     ds = WithTeacher(world, _teacher_cfg(tmp_path / "cache"))
     precompute_teacher(torch.utils.data.Subset(ds, [0, 2]), progress=False)
