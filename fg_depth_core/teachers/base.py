@@ -157,6 +157,44 @@ def consistency_valid(forward: torch.Tensor, backward: Optional[torch.Tensor], c
     return valid
 
 
+class OpticalFlowTeacher(Teacher):
+    """A teacher from a dense optical-flow method (RAFT, DIS): a subclass gives :meth:`raw_flow`; validity
+    is :func:`consistency_valid` with the teacher's ``cfg`` (``fb_threshold``, ``max_vertical_flow``)."""
+
+    cfg: Any
+
+    @abc.abstractmethod
+    def raw_flow(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """Flow target->source (B,2,H,W) pixels, I_t(p) ~ I_s(p + F(p)), for (B,3,H,W) images in [0, 1]."""
+
+    def raw_flows(self, target: torch.Tensor, source: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Flows target->source and source->target (a subclass may compute both in one run)."""
+        return self.raw_flow(target, source), self.raw_flow(source, target)
+
+    def _flow(
+        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool, doffs: Tuple[float, ...]
+    ) -> TeacherOutput:
+        # Optical flow needs no disparity range: the offset only changes how its disparity becomes depth.
+        if self.cfg.fb_threshold > 0:
+            return self._both(target, source, target_is_left)[0]
+        forward = self.raw_flow(target, source)
+        return TeacherOutput(forward, consistency_valid(forward, None, self.cfg), target_is_left)
+
+    def stereo(
+        self, left: torch.Tensor, right: torch.Tensor, doffs: Doffs = 0.0
+    ) -> Tuple[TeacherOutput, TeacherOutput]:
+        return self._both(left, right, True)
+
+    def _both(
+        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool
+    ) -> Tuple[TeacherOutput, TeacherOutput]:
+        forward, backward = self.raw_flows(target, source)
+        return (
+            TeacherOutput(forward, consistency_valid(forward, backward, self.cfg), target_is_left),
+            TeacherOutput(backward, consistency_valid(backward, forward, self.cfg), not target_is_left),
+        )
+
+
 def rescale_output(output: TeacherOutput, height: int, width: int) -> TeacherOutput:
     """A teacher output computed at another resolution, brought to (height, width): the flow's x and y scaled
     by the width and height ratios; each output pixel averages the valid flows of the input pixels it covers

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from fg_depth_core.config import DisConfig
-from fg_depth_core.teachers.base import Doffs, Teacher, TeacherOutput, consistency_valid
+from fg_depth_core.teachers.base import OpticalFlowTeacher
 from fg_depth_core.teachers.sgm import to_gray_u8
 
 _PRESETS = {
@@ -24,8 +24,9 @@ _PRESETS = {
 }
 
 
-class DisTeacher(Teacher):
-    """OpenCV DIS optical flow on grayscale views; both directions from one call (forward-backward check)."""
+class DisTeacher(OpticalFlowTeacher):
+    """OpenCV DIS optical flow on grayscale views, one run per direction (the backward one for the
+    forward-backward check)."""
 
     parallel_on_cpu = True
 
@@ -47,25 +48,3 @@ class DisTeacher(Teacher):
             self._dis.calc(to_gray_u8(t), to_gray_u8(s), None) for t, s in zip(target, source)
         ]
         return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).float().to(target.device)
-
-    def _flow(
-        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool, doffs: Tuple[float, ...]
-    ) -> TeacherOutput:
-        # Optical flow needs no disparity range: the offset only changes how its disparity becomes depth.
-        return self._both(target, source, target_is_left)[0]
-
-    def stereo(
-        self, left: torch.Tensor, right: torch.Tensor, doffs: Doffs = 0.0
-    ) -> Tuple[TeacherOutput, TeacherOutput]:
-        return self._both(left, right, True)
-
-    def _both(
-        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool
-    ) -> Tuple[TeacherOutput, TeacherOutput]:
-        forward = self.raw_flow(target, source)
-        backward = self.raw_flow(source, target) if self.cfg.fb_threshold > 0 else None
-        out_fw = TeacherOutput(forward, consistency_valid(forward, backward, self.cfg), target_is_left)
-        if backward is None:
-            backward = self.raw_flow(source, target)
-        out_bw = TeacherOutput(backward, consistency_valid(backward, forward, self.cfg), not target_is_left)
-        return out_fw, out_bw

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from fg_depth_core.config import RAFT_STRIDE, RaftConfig
-from fg_depth_core.teachers.base import Doffs, Teacher, TeacherError, TeacherOutput, consistency_valid
+from fg_depth_core.teachers.base import OpticalFlowTeacher, TeacherError
 
 #: Seed of the random initialisation for weights="none", so that such a teacher is reproducible (and
 #: cacheable) and building one leaves the global RNG untouched.
@@ -106,7 +106,7 @@ def padded_size(height: int, width: int, multiple: int, minimum: int) -> Tuple[i
     return up(height), up(width)
 
 
-class RaftTeacher(Teacher):
+class RaftTeacher(OpticalFlowTeacher):
     """torchvision RAFT on rectified pairs; forward-backward checked when ``cfg.fb_threshold > 0``."""
 
     def __init__(self, method: str, weights: str, cfg: RaftConfig, device: Any = "cpu") -> None:
@@ -152,28 +152,8 @@ class RaftTeacher(Teacher):
         predictions = self.model(prepare(target), prepare(source), num_flow_updates=self.cfg.num_flow_updates)
         return predictions[-1][:, :, :h, :w].to(target.device)
 
-    def _flow(
-        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool, doffs: Tuple[float, ...]
-    ) -> TeacherOutput:
-        # Optical flow needs no disparity range: the offset only changes how its disparity becomes depth.
-        if self.cfg.fb_threshold > 0:
-            return self._both(target, source, target_is_left)[0]
-        forward = self.raw_flow(target, source)
-        return TeacherOutput(forward, consistency_valid(forward, None, self.cfg), target_is_left)
-
-    def stereo(
-        self, left: torch.Tensor, right: torch.Tensor, doffs: Doffs = 0.0
-    ) -> Tuple[TeacherOutput, TeacherOutput]:
-        return self._both(left, right, True)
-
-    def _both(
-        self, target: torch.Tensor, source: torch.Tensor, target_is_left: bool
-    ) -> Tuple[TeacherOutput, TeacherOutput]:
-        """Outputs target->source and source->target from one batched RAFT run."""
+    def raw_flows(self, target: torch.Tensor, source: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Flows target->source and source->target from one batched RAFT run."""
         b = target.shape[0]
         flows = self.raw_flow(torch.cat((target, source)), torch.cat((source, target)))
-        forward, backward = flows[:b], flows[b:]
-        return (
-            TeacherOutput(forward, consistency_valid(forward, backward, self.cfg), target_is_left),
-            TeacherOutput(backward, consistency_valid(backward, forward, self.cfg), not target_is_left),
-        )
+        return flows[:b], flows[b:]

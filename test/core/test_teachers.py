@@ -26,9 +26,9 @@ from fg_depth_core.teachers import (
     stereo_flows,
     teacher_disparity,
 )
-from fg_depth_core.teachers.base import band_coverage, rescale_output
+from fg_depth_core.teachers.base import band_coverage, consistency_valid, rescale_output
 from fg_depth_core.teachers.dataset import WithTeacher
-from fg_depth_core.teachers.raft import RaftTeacher, consistency_valid, hub_checkpoint_path, padded_size
+from fg_depth_core.teachers.raft import RaftTeacher, hub_checkpoint_path, padded_size
 from fg_depth_core.teachers.sgm import SgbmTeacher
 
 FOCAL = 200.0
@@ -566,3 +566,24 @@ def test_dis_teacher_is_dense_and_consistent_in_both_directions(frame):
     assert lr.flow[:, 1][lr.valid[:, 0]].abs().max() <= 1.0
     assert torch.all(rl.flow[:, 0][rl.valid[:, 0]] > -1.0)
     assert teacher.identity()["method"] == "dis"
+
+
+def test_an_optical_flow_teacher_runs_one_direction_when_it_has_no_backward_check(frame):
+    from fg_depth_core.config import DisConfig
+    from fg_depth_core.teachers.dis import DisTeacher
+
+    class Counting(DisTeacher):
+        runs = 0
+
+        def raw_flow(self, target, source):
+            Counting.runs += 1
+            return super().raw_flow(target, source)
+
+    left, right = _tensor(frame.left), _tensor(frame.right)
+    unchecked = Counting(DisConfig(fb_threshold=0.0))
+    out = unchecked.flow(left, right)
+    assert Counting.runs == 1
+    # The same validity as the checked teacher's first output without its round trip: in view, horizontal.
+    both = Counting(DisConfig(fb_threshold=0.0)).stereo(left, right)[0]
+    assert torch.equal(out.valid, both.valid) and torch.equal(out.flow, both.flow)
+    assert Counting.runs == 3  # stereo needs both directions
