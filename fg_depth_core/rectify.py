@@ -22,7 +22,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from fg_depth_core.camera import CameraError, Intrinsics
+from fg_depth_core.camera import CameraError, Intrinsics, StereoRig
 from fg_depth_core.camera_msgs import (
     ConversionError,
     camera_info_to_intrinsics,
@@ -286,6 +286,7 @@ class RectifierCache:
     def __init__(self) -> None:
         self._mono: Dict[Tuple[Any, ...], MonoRectifier] = {}
         self._stereo: Dict[Tuple[Any, ...], StereoRectifier] = {}
+        self._rigs: Dict[Tuple[Any, ...], StereoRig] = {}
 
     def mono(self, info: Any, what: str = "") -> MonoRectifier:
         key = calibration_key(info)
@@ -299,3 +300,11 @@ class RectifierCache:
         if key not in self._stereo:
             self._stereo = {key: StereoRectifier(left, right, "auto", crop=False, what=what)}
         return self._stereo[key]
+
+    def rig(self, left: Any, right: Any, what: str = "") -> StereoRig:
+        """The rig of an already rectified pair (:func:`stereo_rig_from_infos`, with its residual notes),
+        built once per calibration; a refused calibration is refused again on every call."""
+        key = calibration_key(left) + calibration_key(right)
+        if key not in self._rigs:
+            self._rigs = {key: stereo_rig_from_infos(left, right, what)}
+        return self._rigs[key]

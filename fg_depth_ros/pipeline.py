@@ -20,7 +20,7 @@ from fg_depth_core.camera_msgs import message_to_rgb
 from fg_depth_core.deploy.estimator import DepthEstimator, postprocess
 from fg_depth_core.errors import FgDepthError
 from fg_depth_core.rectify import RectifierCache
-from fg_depth_ros.conversions import camera_info_to_intrinsics, stereo_rig_from_infos
+from fg_depth_ros.conversions import camera_info_to_intrinsics
 from fg_depth_ros.node_params import OUT_OF_RANGE, NodeParamError, NodeParams
 
 
@@ -157,7 +157,7 @@ def decode_stereo(
         )
     infos = f"{topics['left/camera_info']}, {topics['right/camera_info']}"
     if rectified:
-        rig = stereo_rig_from_infos(left_info, right_info, infos)
+        rig = rectifiers.rig(left_info, right_info, infos)
     else:
         rectifier = rectifiers.stereo(left_info, right_info, infos)
         left_rgb, right_rgb = rectifier(left_rgb, right_rgb, infos)

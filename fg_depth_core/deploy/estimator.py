@@ -17,7 +17,7 @@ network input.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -208,10 +208,22 @@ class DepthEstimator:
     def device(self) -> str:
         return self.backend.device
 
+    def _for_camera(self, slot: str, key: Tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept in ``slot`` while ``key`` stays the same: a camera's per-image plans are
+        computed once, not per frame (only the newest key is kept)."""
+        cached = self.__dict__.get(slot)
+        if cached is None or cached[0] != key:
+            cached = (key, compute())
+            self.__dict__[slot] = cached
+        return cached[1]
+
     def fit_for(self, width: int, height: int) -> Fit:
         """How a ``width`` x ``height`` image meets the network input under :attr:`input_fit`."""
         info = self.info
-        return plan_fit(self.input_fit, int(width), int(height), info.width, info.height)
+        key = (self.input_fit, int(width), int(height))
+        return self._for_camera(
+            "_fit", key, lambda: plan_fit(self.input_fit, int(width), int(height), info.width, info.height)
+        )
 
     def focal_factor(self, intrinsics: Optional[Intrinsics]) -> float:
         """The depth scale factor for a camera (1 without intrinsics): see :func:`focal_factor`."""
@@ -232,7 +244,12 @@ class DepthEstimator:
         if intrinsics is not None:
             width, height = intrinsics.width, intrinsics.height
         info = self.info
-        return fitting.aspect_note(intrinsics, self.fit_for(width, height), info.train_focal, info.config)
+        fit = self.fit_for(width, height)
+        return self._for_camera(
+            "_aspect_note",
+            (self.input_fit, intrinsics, int(width), int(height)),
+            lambda: fitting.aspect_note(intrinsics, fit, info.train_focal, info.config),
+        )
 
     def predict(
         self, rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None, output: str = "input"

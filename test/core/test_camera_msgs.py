@@ -181,6 +181,26 @@ def test_the_rectifier_cache_keeps_the_maps_until_the_calibration_changes():
     assert MonoRectifier(_info("plumb_bob", d, K, np.eye(3), np.zeros((3, 4)))).intrinsics.cx == 31.5
 
 
+
+def test_the_rig_of_a_rectified_pair_is_built_once_per_calibration():
+    from fg_depth_core.rectify import RectifierCache
+
+    cache = RectifierCache()
+    right = _info("plumb_bob", [0.0] * 5, K, np.eye(3), P_RIGHT)
+    rig = cache.rig(_info("plumb_bob", [0.0] * 5, K, np.eye(3), P_LEFT), right, "/l, /r")
+    assert cache.rig(_info("plumb_bob", [0.0] * 5, K, np.eye(3), P_LEFT), right) is rig
+    wider = P_RIGHT.copy()
+    wider[0, 3] *= 2.0  # twice the baseline: a new calibration, a new rig
+    left = _info("plumb_bob", [0.0] * 5, K, np.eye(3), P_LEFT)
+    other = cache.rig(left, _info("plumb_bob", [0.0] * 5, K, np.eye(3), wider))
+    assert other is not rig and other.baseline == pytest.approx(2 * rig.baseline)
+    # A refused calibration is refused on every call, not remembered as accepted.
+    skewed = P_LEFT.copy()
+    skewed[1, 3] = 5.0  # a vertical offset far beyond a rectified pair's residuals
+    for _ in range(2):
+        with pytest.raises(ConversionError, match="/l, /r: left camera_info P has a vertical"):
+            cache.rig(_info("plumb_bob", [0.0] * 5, K, np.eye(3), skewed), right, "/l, /r")
+
 # ------------------------------------------------------------------------------ 16-bit and 4:2:2 encodings
 
 
