@@ -177,9 +177,7 @@ class StereoRig:
         cx_l' = W - 1 - cx_r; the new right view is the mirrored old left view: cx_r' = W - 1 - cx_l. Hence
         doffs' = cx_r' - cx_l' = cx_r - cx_l: f, B and doffs are unchanged, only cx moves.
         """
-        k = self.intrinsics
-        left = Intrinsics(k.fx, k.fy, k.width - 1 - (k.cx + self.doffs), k.cy, k.width, k.height)
-        return StereoRig(left, self.baseline, self.doffs, self.notes)
+        return StereoRig(self.right_intrinsics.flipped(), self.baseline, self.doffs, self.notes)
 
 
 #: Largest accepted offset of the right camera from the left, vertically (ty) or along the optical axis (tz),

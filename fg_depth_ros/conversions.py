@@ -209,18 +209,21 @@ def depth_to_pointcloud(
     keep = np.isfinite(xyz).all(axis=0) & (xyz[2] > 0)
     if np.isfinite(max_range):
         keep &= np.sqrt((xyz * xyz).sum(axis=0)) <= max_range
+    # Organised: every pixel, a dropped one as NaN; else only the kept points, gathered by index.
+    kept = None if organized else np.flatnonzero(keep)
     if organized:
         xyz = np.where(keep, xyz, np.float32(np.nan))
-        keep = np.ones_like(keep)
-    kept = np.flatnonzero(keep)
+    count = xyz.shape[1] if kept is None else kept.size
     dtype = _cloud_dtype(rgb is not None)
     # Fill a plain (N, point_step / 4) float32 array column by column with take(): several times faster
     # than boolean-masked assignment into structured fields; the bytes are the same.
-    cloud = np.empty((kept.size, dtype.itemsize // 4), dtype=np.float32)
+    cloud = np.empty((count, dtype.itemsize // 4), dtype=np.float32)
     for axis in range(3):
-        cloud[:, axis] = xyz[axis].take(kept)
+        cloud[:, axis] = xyz[axis] if kept is None else xyz[axis].take(kept)
     if rgb is not None:
-        colours = np.asarray(rgb, dtype=np.uint8)[::step, ::step].reshape(-1, 3).take(kept, axis=0)
+        colours = np.asarray(rgb, dtype=np.uint8)[::step, ::step].reshape(-1, 3)
+        if kept is not None:
+            colours = colours.take(kept, axis=0)
         # Write 0x00RRGGBB as the bytes of a native uint32: B, G, R, 0 little-endian; 0, R, G, B big-endian.
         packed = cloud.view(np.uint8)[:, 12:16]
         if _BIG_ENDIAN:
@@ -229,8 +232,7 @@ def depth_to_pointcloud(
             packed[:, :3], packed[:, 3] = colours[:, ::-1], 0
     msg = PointCloud2()
     msg.header = header
-    msg.height, msg.width = points.shape[1:] if organized else (1, kept.size)
-    msg.height, msg.width = int(msg.height), int(msg.width)
+    msg.height, msg.width = (int(points.shape[1]), int(points.shape[2])) if organized else (1, int(count))
     msg.fields = [
         PointField(name=name, offset=int(dtype.fields[name][1]), datatype=FLOAT32, count=1)
         for name in dtype.names
