@@ -364,19 +364,15 @@ def world_images(count: int, width: int, height: int) -> List[Any]:
 def quantize_for_bench(onnx_path: Path, out: Path, activations: str = "uint8") -> Path:
     """The int8 model of an fg-depth .onnx as ``fg-depth export --quantize int8`` makes it, calibrated on
     :data:`BENCH_CALIBRATION_FRAMES` built-in world frames at the network size."""
-    import dataclasses
-
     import onnx
 
-    from fg_depth_core.deploy.export import calibration_batches, write_onnx
+    from fg_depth_core.deploy.export import write_int8_onnx
     from fg_depth_core.deploy.onnx_io import onnx_info
-    from fg_depth_core.deploy.quantize import quantize_int8
 
     model = onnx.load(str(onnx_path))
     info = onnx_info(model, str(onnx_path))
     images = world_images(BENCH_CALIBRATION_FRAMES, info.width, info.height)
-    quantized = quantize_int8(model, calibration_batches(images, info, "stretch"), info, activations)
-    write_onnx(quantized, dataclasses.replace(info, quantization="int8"), out)
+    write_int8_onnx(model, images, info, "stretch", out, activations)
     return out
 
 

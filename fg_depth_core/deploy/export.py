@@ -155,16 +155,28 @@ def export_onnx(
         write_onnx(onnx_model(net, height, width, opset, dynamic_batch), info, out_path)
         return info
 
-    from fg_depth_core.deploy.quantize import quantize_int8
-
     # The calibration source is opened first: a missing or unreadable one fails before the slow export.
     with open_frames(checkpoint_path, state["config"], calibration_frames, calibration, log) as frames:
         model = onnx_model(net, height, width, opset, dynamic_batch)
         del net
         if log is not None:
             log(f"calibrating int8 quantisation on {frames.description}")
-        fit = _runtime_fit(state["config"])
-        model = quantize_int8(model, calibration_batches(frames.images(), info, fit), info)
+        return write_int8_onnx(model, frames.images(), info, _runtime_fit(state["config"]), out_path)
+
+
+def write_int8_onnx(
+    model: Any,
+    images: Iterable[Any],
+    info: ModelInfo,
+    fit: str,
+    out_path: Union[str, Path],
+    activations: str = "uint8",
+) -> ModelInfo:
+    """Quantise a float32 fg-depth ONNX ``model`` to int8, calibrated on ``images`` ((H,W,3) uint8, fitted to
+    the network input by ``fit``), and write it to ``out_path`` marked int8; its metadata is returned."""
+    from fg_depth_core.deploy.quantize import quantize_int8
+
+    model = quantize_int8(model, calibration_batches(images, info, fit), info, activations)
     info = dataclasses.replace(info, quantization="int8")
     write_onnx(model, info, out_path)
     return info
