@@ -178,7 +178,7 @@ def dr_penalty(
             raise LossError(
                 f"dr_penalty 'inv_l1' fixes its own units; expected dr_units metres, got {units!r}"
             )
-        return (1.0 / pred - 1.0 / target).abs()
+        return dr_residual(pred, target, "inverse").abs()
     x = dr_residual(pred, target, units)
     if kind == "log_l1":
         return torch.log1p(x.abs())

@@ -506,7 +506,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> BenchRun:
         raise FgDepthError(f"--threads: expected >= 0, got {args.threads}")
     threads = args.threads or usable_cores()
     cuda = torch.cuda.is_available() and not args.no_gpu
-    precisions = getattr(args, "precisions", ("fp32", "fp16"))
+    precisions = args.precisions
     openvino = importlib.util.find_spec("openvino") is not None
     plan = [
         r

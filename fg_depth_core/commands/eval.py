@@ -24,16 +24,10 @@ if TYPE_CHECKING:
 #: Where the protocol comes from, by dataset kind (any other: the checkpoint's eval section).
 KITTI_ORIGIN = "the KITTI Eigen protocol"
 CHECKPOINT_ORIGIN = "the checkpoint's eval section"
-#: The protocol flags: argparse destination -> eval key.
-PROTOCOL_FLAGS = {
-    "gt": "gt",
-    "velodyne_depth": "velodyne_depth",
-    "garg_crop": "garg_crop",
-    "min_depth": "min_depth",
-    "max_depth": "max_depth",
-    "median_scaling": "median_scaling",
-    "post_process": "post_process",
-}
+#: The protocol flags: each is both the argparse destination and the eval key it overrides.
+PROTOCOL_FLAGS = (
+    "gt", "velodyne_depth", "garg_crop", "min_depth", "max_depth", "median_scaling", "post_process"
+)
 #: Eval keys that only KITTI reads.
 KITTI_ONLY_KEYS = ("gt", "velodyne_depth")
 #: Frames named in an error about missing ground truth, at most.
@@ -282,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
         raise FgDepthError(f"--num-workers: expected >= 0, got {args.num_workers}")
     device = resolve_device(args.device)
     net, cfg, state = load_model(args.checkpoint, device)
-    flags = {key: getattr(args, dest) for dest, key in PROTOCOL_FLAGS.items()}
+    flags = {key: getattr(args, key) for key in PROTOCOL_FLAGS}
     eval_cfg, protocol = resolve_protocol(cfg.eval, args.data, args.overrides, flags)
     width, height = (int(v) for v in state["input_size"])
     data_cfg = dataclasses.replace(
