@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import os
+import re
 from pathlib import Path
 from typing import Optional, Union
 
@@ -56,6 +57,15 @@ class BackendError(FgDepthError):
 
 class BackendUnavailableError(BackendError):
     """The requested backend (or device) is not installed or usable here; the message says what to install."""
+
+
+def cuda_device_index(device: str, backend: str) -> int:
+    """The CUDA device ordinal of "cuda" (0) or "cuda:N" (N); another device is refused, naming
+    ``backend``."""
+    match = re.fullmatch(r"cuda(?::(\d+))?", str(device))
+    if not match:
+        raise BackendError(f"backend {backend}: device must be cuda or cuda:N, got {device!r}")
+    return int(match.group(1) or 0)
 
 
 def model_kind(path: Union[str, Path]) -> str:

@@ -19,6 +19,7 @@ from fg_depth_core.deploy.backends.base import (
     BackendError,
     BackendUnavailableError,
     check_precision,
+    cuda_device_index,
 )
 from fg_depth_core.deploy.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo
 
@@ -27,11 +28,6 @@ CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
 
 ProviderList = List[Tuple[str, Dict[str, str]]]
-
-
-def device_index(device: str) -> int:
-    """The N of "cuda:N" (0 for "cuda")."""
-    return int(device.split(":", 1)[1]) if ":" in device else 0
 
 
 def ort_providers(
@@ -49,7 +45,7 @@ def ort_providers(
     check_precision(precision, device, "onnxruntime")
     if device == "cpu":
         return [(CPU, {})]
-    index = str(device_index(device))
+    index = str(cuda_device_index(device, "onnxruntime"))
     providers: ProviderList = []
     if TENSORRT in available:
         # The engine and timing caches depend on the precision: one folder each, so fp32 and fp16 coexist.

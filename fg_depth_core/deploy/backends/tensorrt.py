@@ -35,6 +35,7 @@ from fg_depth_core.deploy.backends.base import (
     BackendError,
     BackendUnavailableError,
     check_precision,
+    cuda_device_index,
     default_cache_dir,
     model_kind,
 )
@@ -102,14 +103,6 @@ def engine_batch_limit(
     return int(profile_max[0])
 
 
-def cuda_device_index(device: str) -> int:
-    """The CUDA device ordinal of "cuda" (0) or "cuda:N" (N)."""
-    match = re.fullmatch(r"cuda(?::(\d+))?", str(device))
-    if not match:
-        raise BackendError(f"backend tensorrt: device must be cuda or cuda:N, got {device!r}")
-    return int(match.group(1) or 0)
-
-
 @dataclass
 class _Buffers:
     """Device and page-locked host memory for up to ``batch`` images: input and output of the engine."""
@@ -154,7 +147,7 @@ class TensorRTBackend(Backend):
         path = Path(path)
         if not path.is_file():
             raise BackendError(f"{path}: model file not found")
-        self.device_index = cuda_device_index(device)
+        self.device_index = cuda_device_index(device, "tensorrt")
         self.cuda = self._open_device(device)
         source = path
         if model_kind(path) == "onnx":
