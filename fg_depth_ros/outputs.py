@@ -44,19 +44,19 @@ class Outputs:
         self.disparity = publisher("disparity") if stereo else None
         self.scale = publisher("scale") if scale else None
         self.diagnostics = publisher(DIAGNOSTICS_TOPIC)
+        #: The frame outputs (every publisher but /diagnostics) that this node has.
+        outputs = (self.depth, self.info, self.points, self.color, self.color_info, self.disparity)
+        self._outputs = [p for p in (*outputs, self.scale) if p is not None]
 
     def destroy(self) -> None:
         """Remove every publisher from the node."""
-        for publisher in (self.depth, self.info, self.points, self.color, self.color_info, self.disparity,
-                          self.scale, self.diagnostics):  # fmt: skip
-            if publisher is not None:
-                self._node.destroy_publisher(publisher)
+        for publisher in (*self._outputs, self.diagnostics):
+            self._node.destroy_publisher(publisher)
 
     def wanted(self) -> bool:
         """True when any output (not /diagnostics) has a subscriber: without one, a frame is not worth
         inferring."""
-        outputs = (self.depth, self.info, self.points, self.color, self.color_info, self.disparity)
-        return any(p is not None and p.get_subscription_count() > 0 for p in (*outputs, self.scale))
+        return any(p.get_subscription_count() > 0 for p in self._outputs)
 
     def publish_depth(self, result: DepthResult, header: Header) -> None:
         """The depth image and its camera_info."""
