@@ -228,7 +228,8 @@ class RaftConfig(Section):
         "the check.",
     )
     max_vertical_flow: float = setting(
-        1.0, "Flow |v| (pixels) allowed for a rectified pair: larger vertical flow marks the pixel invalid."
+        1.0, "Flow |v| (pixels) allowed for a rectified pair: larger vertical flow marks the pixel invalid.",
+        minimum=0,
     )
 
 
