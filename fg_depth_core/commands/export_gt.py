@@ -9,9 +9,6 @@ from fg_depth_core.commands.eval import missing_gt_message
 from fg_depth_core.config import KITTI_GT_SOURCES, VELODYNE_DEPTHS, EvalConfig
 from fg_depth_core.errors import FgDepthError
 
-#: The split exported when none is given (Monodepth2's "eigen" test split).
-DEFAULT_SPLIT = "eigen/test_files.txt"
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     defaults = EvalConfig()
@@ -30,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--split-file",
         default=None,
-        help=f"split file or shipped split name (default: {DEFAULT_SPLIT}, the Eigen test split)",
+        help="split file or shipped split name (default: the KITTI test split fg-depth eval scores, Eigen's)",
     )
     p.add_argument("--out", required=True, metavar="GT.npz", help="output file, e.g. gt_depths.npz")
     p.add_argument(
@@ -55,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fg_depth_core.data.factory import resolve_package_path
-    from fg_depth_core.data.kitti import KittiRaw
+    from fg_depth_core.data.kitti import DEFAULT_SPLITS, KittiRaw
     from fg_depth_core.data.kitti_gt import write_gt_depths
 
-    split = resolve_package_path(args.split_file) if args.split_file else DEFAULT_SPLIT
+    split = resolve_package_path(args.split_file) if args.split_file else DEFAULT_SPLITS["test"]
     data = KittiRaw(
         args.data_path, split, gt=args.gt, velodyne_depth=args.velodyne_depth, target_only=True
     )
