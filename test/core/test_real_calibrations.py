@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from calibration_helpers import CALIBRATIONS, EUROC_RAW, RigFrame, image_size, render_through, visible_core
+from kitti_helpers import write_date, write_frame
 from rosbags.typesys import Stores, get_typestore
 
 from fg_depth_core.augment import flip_swap
@@ -50,20 +51,14 @@ def _kitti_root(root: Path, frame: RigFrame) -> Path:
     """A KITTI raw tree with the published 2011_09_26 calibration (only the lines the loader reads) and one
     frame of ``frame``'s images."""
     calib = CALIBRATIONS["kitti_2011_09_26"]
-    date = root / "2011_09_26"
-    drive = date / "2011_09_26_drive_0001_sync"
     lines = [
         "S_rect_02: 1.242000e+03 3.750000e+02",
         "R_rect_00: 1 0 0 0 1 0 0 0 1",
         "P_rect_02: " + " ".join(f"{v:.6e}" for v in calib.p_left.reshape(-1)),
         "P_rect_03: " + " ".join(f"{v:.6e}" for v in calib.p_right.reshape(-1)),
     ]
-    date.mkdir(parents=True)
-    (date / "calib_cam_to_cam.txt").write_text("\n".join(lines) + "\n")
-    for camera, image in ((2, frame.left), (3, frame.right)):
-        folder = drive / f"image_0{camera}" / "data"
-        folder.mkdir(parents=True)
-        cv2.imwrite(str(folder / "0000000000.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    date = write_date(root, "2011_09_26", cam="\n".join(lines) + "\n", velo="")
+    write_frame(date / "2011_09_26_drive_0001_sync", 0, {2: frame.left, 3: frame.right})
     return root
 
 
@@ -139,8 +134,8 @@ def _dataset(name: str, frame: RigFrame, tmp_path: Path) -> StereoDataset:
     return _Pair(frame, stereo_rig_from_infos(*infos, "/stereo"))
 
 
-def test_kitti_calibration_file_gives_the_published_rig_and_notes_its_residuals(tmp_path):
-    root = _kitti_root(tmp_path, render_through(CALIBRATIONS["kitti_2011_09_26"]))
+def test_kitti_calibration_file_gives_the_published_rig_and_notes_its_residuals(frames, tmp_path):
+    root = _kitti_root(tmp_path, frames["kitti_2011_09_26"])
     rig = load_kitti_calib(root / "2011_09_26").rig()
     # B = (Tx_2 - Tx_3) / fx with Tx_2 = 44.85728 != 0; one K for both views: no disparity offset.
     assert rig.baseline == pytest.approx((44.85728 + 339.5242) / 721.5377, rel=1e-9)

@@ -225,20 +225,14 @@ def test_the_built_in_world_plays_from_memory_at_the_chosen_size(context):
 
 def _kitti_drive(root: Path) -> Path:
     """A minimal KITTI raw tree: one date with P_rect_02/03 for 40x24 images, one drive of two frames."""
-    date = root / "2011_09_26"
-    date.mkdir(parents=True)
+    from kitti_helpers import random_image, write_date, write_frame
+
     p2 = "30 0 19.5 6.0 0 30 11.5 0 0 0 1 0"
     p3 = "30 0 19.5 -10.2 0 30 11.5 0 0 0 1 0"  # baseline (6.0 + 10.2) / 30 = 0.54 m
-    (date / "calib_cam_to_cam.txt").write_text(
-        f"P_rect_02: {p2}\nP_rect_03: {p3}\nR_rect_00: 1 0 0 0 1 0 0 0 1\nS_rect_02: {W} {H}\n"
-    )
-    drive = date / "2011_09_26_drive_0001_sync"
-    rng = np.random.default_rng(5)
-    for cam in (2, 3):
-        (drive / f"image_0{cam}" / "data").mkdir(parents=True)
-        for i in range(2):
-            path = drive / f"image_0{cam}" / "data" / f"{i:010d}.png"
-            cv2.imwrite(str(path), rng.integers(0, 256, (H, W, 3), np.uint8))
+    cam = f"P_rect_02: {p2}\nP_rect_03: {p3}\nR_rect_00: 1 0 0 0 1 0 0 0 1\nS_rect_02: {W} {H}\n"
+    drive = write_date(root, "2011_09_26", cam=cam, velo="") / "2011_09_26_drive_0001_sync"
+    for i in range(2):
+        write_frame(drive, i, {2: random_image(2 * i, W, H), 3: random_image(2 * i + 1, W, H)})
     return drive
 
 
