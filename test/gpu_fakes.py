@@ -314,3 +314,29 @@ class FakeTensorRTRuntime:
                 return Engine() if bytes(data) == fake.ENGINE_BYTES else None
 
         self.Runtime = Runtime
+
+
+def install_fakes(height: int, width: int) -> Tuple[FakeCudart, FakeTensorRTRuntime]:
+    """In this process: the stand-ins in place of TensorRT (what ``import tensorrt`` finds) and libcudart
+    (``load_cudart``), and one GPU by the driver's count, for engines of a (height, width) network. For a
+    fresh interpreter; a test in the pytest process patches with monkeypatch instead."""
+    import sys
+
+    from fg_depth_core.deploy import backends, cuda_runtime
+
+    cudart = FakeCudart()
+    fake = FakeTensorRTRuntime(cudart, height, width)
+    sys.modules["tensorrt"] = fake  # type: ignore[assignment]
+    backends.cuda_device_count = lambda: 1
+    cuda_runtime.load_cudart = lambda: (cudart, "fake libcudart")
+    return cudart, fake
+
+
+def write_fake_engine(path: Any, info: Any, precision: str = "fp32", digest: str = "ab" * 32) -> Any:
+    """An engine file the stand-in runtime deserialises, with fg-depth's metadata of ``info`` (ModelInfo)
+    beside it, as built by the stand-in's TensorRT version from an ONNX whose digest is ``digest``."""
+    from fg_depth_core.deploy.tensorrt_build import write_engine_info
+
+    path.write_bytes(FakeTensorRTRuntime.ENGINE_BYTES)
+    write_engine_info(path, info, precision, FakeTensorRTRuntime.__version__, digest)
+    return path

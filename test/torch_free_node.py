@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import rclpy
 from depth_node_helpers import Harness, camera_messages, make_context, random_rgb
-from gpu_fakes import FakeCudart, FakeTensorRTRuntime
+from gpu_fakes import FakeTensorRTRuntime, install_fakes
 
 from fg_depth_core.camera import Intrinsics
 
@@ -58,16 +58,10 @@ def serve(model: str, width: int, height: int, stereo: bool, backend: str, devic
 
 def fake_tensorrt(engine: str) -> FakeTensorRTRuntime:
     """Stand in for TensorRT and libcudart (and the driver's device count) for the engine ``engine``."""
-    from fg_depth_core.deploy import backends, cuda_runtime
     from fg_depth_core.deploy.tensorrt_build import read_engine_info
 
     info, _ = read_engine_info(engine)
-    cudart = FakeCudart()
-    fake = FakeTensorRTRuntime(cudart, info.height, info.width)
-    sys.modules["tensorrt"] = fake  # what `import tensorrt` finds
-    backends.cuda_device_count = lambda: 1
-    cuda_runtime.load_cudart = lambda: (cudart, "fake libcudart")
-    return fake
+    return install_fakes(info.height, info.width)[1]
 
 
 def main() -> None:

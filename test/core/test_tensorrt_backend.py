@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from gpu_fakes import FakeCudart, FakeTensorRTRuntime, fake_depth
+from gpu_fakes import FakeCudart, FakeTensorRTRuntime, fake_depth, write_fake_engine
 from onnx import TensorProto
 
 from fg_depth_core.deploy import cuda_runtime, tensorrt_build
@@ -414,11 +414,7 @@ def fake_gpu(monkeypatch, tmp_path):
         fake_trt = FakeTensorRTRuntime(cudart, NET_H, NET_W, batch, max_batch, io_type)
         monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: fake_trt)
         monkeypatch.setattr(cuda_runtime, "load_cudart", lambda: (cudart, "fake libcudart"))
-        engine = tmp_path / "net.engine"
-        engine.write_bytes(FakeTensorRTRuntime.ENGINE_BYTES)
-        write_engine_info(
-            engine, INFO, "fp16" if io_type == "HALF" else "fp32", fake_trt.__version__, "ab" * 32
-        )
+        engine = write_fake_engine(tmp_path / "net.engine", INFO, "fp16" if io_type == "HALF" else "fp32")
         return engine, cudart, fake_trt
 
     return make
@@ -575,9 +571,7 @@ def test_an_onnx_is_built_once_under_a_key_with_the_gpu_name(fake_gpu, monkeypat
     def fake_build(onnx, out, precision, workspace, timing):
         builds.append((onnx, out, precision, workspace, timing))
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(FakeTensorRTRuntime.ENGINE_BYTES)
-        write_engine_info(out, INFO, precision, fake_trt.__version__, "cd" * 32)
-        return out
+        return write_fake_engine(out, INFO, precision, "cd" * 32)
 
     monkeypatch.setattr(trt_backend, "build_engine", fake_build)
     cache = tmp_path / "cache"

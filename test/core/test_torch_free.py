@@ -136,17 +136,12 @@ engine, test_dir, out = sys.argv[1:4]
 sys.path.insert(0, test_dir)
 
 import numpy as np
-from gpu_fakes import FakeCudart, FakeTensorRTRuntime
+from gpu_fakes import install_fakes
 
 import fg_depth_core.deploy.backends.tensorrt  # the backend module itself
-from fg_depth_core.deploy import backends, cuda_runtime
 from fg_depth_core.deploy.estimator import DepthEstimator
 
-cudart = FakeCudart()
-fake_trt = FakeTensorRTRuntime(cudart, 64, 128)
-sys.modules["tensorrt"] = fake_trt
-backends.cuda_device_count = lambda: 1
-cuda_runtime.load_cudart = lambda: (cudart, "fake libcudart")
+cudart, fake_trt = install_fakes(64, 128)
 estimator = DepthEstimator(engine, "tensorrt", "cuda")
 rgb = (np.arange(75 * 250 * 3) * 7 % 251).astype(np.uint8).reshape(75, 250, 3)
 np.save(out, estimator.predict(rgb))
@@ -158,18 +153,16 @@ print(json.dumps({**report, "runs": len(fake_trt.runs), "held": cudart.held()}))
 
 
 def test_tensorrt_inference_on_an_engine_never_imports_torch(tmp_path):
-    from gpu_fakes import FakeTensorRTRuntime, fake_depth
+    from gpu_fakes import fake_depth, write_fake_engine
 
     from fg_depth_core.config import InferenceConfig
     from fg_depth_core.deploy.estimator import postprocess, preprocess
     from fg_depth_core.deploy.fit import plan_fit
     from fg_depth_core.deploy.model_info import ModelInfo
-    from fg_depth_core.deploy.tensorrt_build import write_engine_info
 
     info = ModelInfo(128, 64, 0.1, 100.0, 74.2, 0.54)
     engine, out = tmp_path / "net.engine", tmp_path / "depth.npy"
-    engine.write_bytes(FakeTensorRTRuntime.ENGINE_BYTES)
-    write_engine_info(engine, info, "fp32", FakeTensorRTRuntime.__version__, "ab" * 32)
+    write_fake_engine(engine, info)
     report = _run_torch_free_child(TENSORRT_CHILD, str(engine), str(ROOT / "test"), str(out))
     assert report["backend"] == "tensorrt" and report["runs"] == 1
     assert report["held"] == {"device": 0, "pinned": 0, "streams": 0}

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 from depth_node_helpers import write_linear_model
-from gpu_fakes import FakeTensorRTRuntime
+from gpu_fakes import write_fake_engine
 
 from fg_depth_core.deploy.model_info import ModelInfo
-from fg_depth_core.deploy.tensorrt_build import write_engine_info
 
 TEST_DIR = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 96, 48
@@ -41,8 +40,7 @@ def test_depth_node_serving_an_onnx_model_never_imports_torch(tmp_path):
 def test_depth_node_serving_a_tensorrt_engine_never_imports_torch(tmp_path):
     # The engine runs on stand-ins of TensorRT and libcudart (test/gpu_fakes.py): neither exists here.
     engine = tmp_path / "net.engine"
-    engine.write_bytes(FakeTensorRTRuntime.ENGINE_BYTES)
-    write_engine_info(engine, ModelInfo(64, 32, 0.1, 100.0, 50.0, 0.54), "fp32", "10.13.0.35", "ab" * 32)
+    write_fake_engine(engine, ModelInfo(64, 32, 0.1, 100.0, 50.0, 0.54))
     result = _serve(engine, tmp_path, "tensorrt")
     assert result["published"] == {"mono": 3, "stereo": 3}
     assert result["engine_runs"] >= 6  # every frame went through the engine
