@@ -270,6 +270,16 @@ class DepthBehaviour:
         # where destroying ONNX Runtime's thread-pool state inherited from this process hangs for ever.
         self.estimator = None
 
+    def _release(self) -> None:
+        """Everything the node holds, in order: inputs and timer first, then workers, publishers and model."""
+        self._deactivate()
+        self._cleanup()
+
+    def destroy_node(self) -> None:
+        """Release everything (:meth:`_release`), then destroy the node (the next class in the MRO)."""
+        self._release()
+        super().destroy_node()  # type: ignore[misc]
+
 
 def overrides(parameters: Optional[Dict[str, Any]], node_kwargs: Dict[str, Any]) -> List[Parameter]:
     """The node's parameter_overrides: those in ``node_kwargs`` (taken out) and ``parameters``."""

@@ -59,14 +59,8 @@ class DepthLifecycleNode(DepthBehaviour, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._deactivate()
-        self._cleanup()
+        self._release()
         return TransitionCallbackReturn.SUCCESS
-
-    def destroy_node(self) -> None:
-        self._deactivate()
-        self._cleanup()
-        super().destroy_node()
 
 
 def main(args: Optional[List[str]] = None) -> int:

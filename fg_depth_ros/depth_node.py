@@ -41,11 +41,6 @@ class DepthNode(DepthBehaviour, Node):
             self.destroy_node()
             raise
 
-    def destroy_node(self) -> None:
-        """Stop and release everything (:meth:`DepthBehaviour._cleanup`), then destroy the node."""
-        self._cleanup()
-        super().destroy_node()
-
 
 def spin(make_node: Callable[[], Node], name: str, args: Optional[List[str]] = None) -> int:
     """Run the node ``make_node`` builds until Ctrl-C / shutdown; the exit status: 0, or 1 for a bad
