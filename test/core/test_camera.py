@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from calibration_helpers import CALIBRATIONS
 
 from fg_depth_core.camera import (
     RIG_MAX_FOCAL_MISMATCH,
@@ -12,6 +13,9 @@ from fg_depth_core.camera import (
     StereoRig,
     focal_scale,
 )
+
+#: KITTI 2011_09_26's published P_rect_02 / P_rect_03 (test/calibration_helpers.py).
+KITTI = CALIBRATIONS["kitti_2011_09_26"]
 
 
 def _project(k: Intrinsics, point):
@@ -47,12 +51,7 @@ def test_crop_and_flip():
 
 
 def test_stereo_rig_from_kitti_style_projections():
-    p2 = np.array(
-        [[721.5377, 0, 609.5593, 44.85728], [0, 721.5377, 172.854, 0.2163791], [0, 0, 1, 0.002745884]]
-    )
-    p3 = np.array(
-        [[721.5377, 0, 609.5593, -339.5242], [0, 721.5377, 172.854, 2.199936], [0, 0, 1, 0.002729905]]
-    )
+    p2, p3 = KITTI.p_left, KITTI.p_right
     rig = StereoRig.from_projections(p2, p3, 1242, 375)
     assert rig.baseline == pytest.approx((44.85728 + 339.5242) / 721.5377, rel=1e-9)
     assert rig.baseline == pytest.approx(0.5327, abs=1e-3)
@@ -143,13 +142,8 @@ def test_resize_crop_and_flip_swap_keep_the_projections_of_both_views():
 
 
 def test_calibration_residuals_within_their_bounds_are_noted_and_beyond_them_refused():
-    # KITTI 2011_09_26 P_rect_02 / P_rect_03 (calib_cam_to_cam.txt): the right camera 2.75 mm off vertically.
-    p2 = np.array(
-        [[721.5377, 0, 609.5593, 44.85728], [0, 721.5377, 172.854, 0.2163791], [0, 0, 1, 0.002745884]]
-    )
-    p3 = np.array(
-        [[721.5377, 0, 609.5593, -339.5242], [0, 721.5377, 172.854, 2.199936], [0, 0, 1, 0.002729905]]
-    )
+    # KITTI 2011_09_26's P_rect_02 / P_rect_03: the right camera 2.75 mm off vertically.
+    p2, p3 = KITTI.p_left, KITTI.p_right
     rig = StereoRig.from_projections(p2, p3, 1242, 375)
     assert [n.split(" = ")[0] for n in rig.notes] == ["vertical offset ty", "depth offset tz"]
     assert "-2.753 mm" in rig.notes[0] and "accepted up to 2 %" in rig.notes[0]
