@@ -19,21 +19,38 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def is_stop(error: BaseException) -> bool:
+    """Whether ``error`` is a stop (KeyboardInterrupt), or was raised by one: the interpreter wraps what
+    interrupts some of its own steps (a class body's ``__set_name__`` becomes a RuntimeError whose cause is
+    the KeyboardInterrupt), so the stop is looked for along the chain of causes."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def run(main: Callable[[Optional[List[str]]], int], args: Optional[List[str]] = None) -> int:
     """``main(args)`` with SIGTERM raising KeyboardInterrupt, and a stop before main handles it: status 0."""
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return main(args)
-    except KeyboardInterrupt:
-        return 0
+    except BaseException as error:
+        if is_stop(error):
+            return 0
+        raise
 
 
 def _entry(module: str) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         main = importlib.import_module(module).main
-    except KeyboardInterrupt:
-        return 0
+    except BaseException as error:
+        if is_stop(error):
+            return 0
+        raise
     return run(main)
 
 

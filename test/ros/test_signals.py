@@ -100,3 +100,29 @@ def test_play_exits_cleanly_on_a_signal(tmp_path, sig):
     for delay in (0.3, 2.5):
         code, output = _run_and_signal(camera, _env(tmp_path), delay, sig, tmp_path)
         assert code == 0 and "Traceback" not in output, f"{signal.Signals(sig).name} at {delay} s:\n{output}"
+
+
+def test_a_stop_wrapped_by_the_interpreter_is_still_a_stop():
+    """A signal while a class is being created: Python up to 3.11 raises RuntimeError("Error calling
+    __set_name__ ...") caused by the KeyboardInterrupt. The entry point must end quietly then too (it once
+    exited with status 1 on SIGTERM during an import)."""
+    from fg_depth_ros.entry import _interrupt, is_stop, run
+
+    class Interrupting:
+        def __set_name__(self, owner, name):
+            _interrupt(signal.SIGTERM, None)
+
+    def main(args):
+        type("Params", (), {"period": Interrupting()})
+        return 3
+
+    with pytest.raises(BaseException) as raised:  # RuntimeError up to 3.11, KeyboardInterrupt from 3.12
+        main(None)
+    assert is_stop(raised.value) and not is_stop(RuntimeError("no stop"))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert run(main) == 0
+        with pytest.raises(ValueError):  # any other failure still fails
+            run(lambda args: int("x"))
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # run() installed its handler in this process
